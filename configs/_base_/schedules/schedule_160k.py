@@ -1,0 +1,1 @@
+_base_ = 'mmseg::_base_/schedules/schedule_160k.py'

@@ -1,0 +1,1 @@
+_base_ = 'mmdet::_base_/schedules/schedule_1x.py'

@@ -1,0 +1,1 @@
+_base_ = 'mmseg::_base_/schedules/schedule_80k.py'

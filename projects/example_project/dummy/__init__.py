@@ -1,0 +1,3 @@
+from .dummy_swin import DummySwin
+
+__all__ = ['DummySwin']

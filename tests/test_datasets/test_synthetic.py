@@ -1,0 +1,203 @@
+"""The embedded datasets load through the real dataset classes, and their
+annotations are mutually consistent."""
+import json
+import math
+import os.path as osp
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from vitdense.datasets.synthetic import (KITTI_P2, ensure_dataset,
+                                         make_coco_shapes)
+
+SHAPES = ('circle', 'square', 'triangle')
+
+
+def _ann_mask(segmentation, height, width):
+    if isinstance(segmentation, list):
+        rles = mask_utils.frPyObjects(segmentation, height, width)
+        return mask_utils.decode(mask_utils.merge(rles))
+    if isinstance(segmentation['counts'], list):
+        segmentation = mask_utils.frPyObjects(segmentation, height, width)
+    return mask_utils.decode(segmentation)
+
+
+@pytest.fixture
+def mmdet_scope():
+    from mmengine.registry import DefaultScope
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        yield
+
+
+@pytest.fixture
+def mmseg_scope():
+    from mmengine.registry import DefaultScope
+    from mmseg.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        yield
+
+
+def test_coco_shapes_load_with_mmdet_coco_dataset(coco_shapes_root,
+                                                  mmdet_scope):
+    from mmdet.datasets import CocoDataset
+    dataset = CocoDataset(
+        data_root=coco_shapes_root,
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        metainfo=dict(classes=SHAPES),
+        pipeline=[dict(type='LoadImageFromFile'),
+                  dict(type='LoadAnnotations', with_bbox=True,
+                       with_mask=True)],
+        test_mode=True)
+    assert len(dataset) == 8
+    item = dataset[0]
+    assert item['img'].shape == (128, 128, 3)
+    assert len(item['gt_bboxes']) == len(item['gt_masks']) > 0
+    assert set(item['gt_bboxes_labels'].tolist()) <= {0, 1, 2}
+
+
+def test_coco_shapes_masks_match_boxes_in_all_encodings(coco_shapes_root):
+    with open(osp.join(coco_shapes_root, 'annotations',
+                       'instances_train.json')) as f:
+        coco = json.load(f)
+    kinds = set()
+    for ann in coco['annotations']:
+        segmentation = ann['segmentation']
+        kinds.add('polygon' if isinstance(segmentation, list) else
+                  'crowd-rle' if isinstance(segmentation['counts'], list)
+                  else 'rle')
+        mask = _ann_mask(segmentation, 128, 128)
+        ys, xs = np.nonzero(mask)
+        x, y, w, h = ann['bbox']
+        # polygons are traced on pixel centres: within one pixel of the box
+        assert abs(xs.min() - x) <= 1 and abs(ys.min() - y) <= 1
+        assert abs(xs.max() + 1 - (x + w)) <= 1
+        assert abs(ys.max() + 1 - (y + h)) <= 1
+        if ann['iscrowd']:
+            assert isinstance(segmentation['counts'], list)
+    assert {'polygon', 'rle'} <= kinds
+
+
+def test_coco_shapes_crowds_are_uncompressed_rle(tmp_path):
+    root = make_coco_shapes(str(tmp_path / 'c'), num_train=30, num_val=1,
+                            crowd_prob=0.5, seed=3)
+    with open(osp.join(root, 'annotations', 'instances_train.json')) as f:
+        anns = json.load(f)['annotations']
+    crowds = [a for a in anns if a['iscrowd']]
+    assert crowds
+    for ann in crowds:
+        mask = _ann_mask(ann['segmentation'], 128, 128)
+        assert mask.sum() == ann['area']
+
+
+def test_coco_shapes_panoptic_loads_with_mmdet(coco_shapes_root,
+                                               mmdet_scope):
+    """mmdet's CocoPanopticDataset reads the json; the PNG ids (R + 256 G +
+    256^2 B, the panopticapi encoding) match segments_info exactly."""
+    from mmdet.datasets import CocoPanopticDataset
+    from PIL import Image
+    dataset = CocoPanopticDataset(
+        data_root=coco_shapes_root,
+        ann_file='annotations/panoptic_val.json',
+        data_prefix=dict(img='val/', seg='annotations/panoptic_val/'),
+        metainfo=dict(thing_classes=SHAPES, stuff_classes=('sky', 'ground'),
+                      classes=SHAPES + ('sky', 'ground')),
+        pipeline=[], test_mode=True)
+    assert len(dataset) == 8
+    with open(dataset.ann_file) as f:
+        raw = {a['file_name']: a for a in json.load(f)['annotations']}
+    for index in range(len(dataset)):
+        info = dataset.get_data_info(index)
+        rgb = np.array(Image.open(info['seg_map_path'])).astype(np.int64)
+        ids = rgb[..., 0] + 256 * rgb[..., 1] + 256 ** 2 * rgb[..., 2]
+        segments = raw[osp.basename(info['seg_map_path'])]['segments_info']
+        assert set(np.unique(ids).tolist()) == {s['id'] for s in segments}
+        for segment in segments:
+            assert (ids == segment['id']).sum() == segment['area']
+        labels = {s['category'] for s in info['segments_info']}
+        assert labels <= set(range(5))
+        things = [s for s in info['segments_info'] if s['is_thing']]
+        assert things and all(s['category'] < 3 for s in things)
+
+
+def test_ade20k_shapes_load_with_mmseg_reduce_zero_label(ade20k_shapes_root,
+                                                         mmseg_scope):
+    from mmseg.datasets import ADE20KDataset
+    dataset = ADE20KDataset(
+        data_root=ade20k_shapes_root,
+        data_prefix=dict(img_path='images/validation',
+                         seg_map_path='annotations/validation'),
+        pipeline=[dict(type='LoadImageFromFile'),
+                  dict(type='LoadAnnotations', reduce_zero_label=True)])
+    assert len(dataset) == 4
+    assert len(dataset.metainfo['classes']) == 150
+    item = dataset[0]
+    raw = np.array(__import__('PIL.Image').Image.open(
+        item['seg_map_path']))
+    assert 0 in raw  # the unlabelled seams
+    reduced = item['gt_seg_map']
+    assert (reduced[raw == 0] == 255).all()
+    assert (reduced[raw > 0] == raw[raw > 0] - 1).all()
+
+
+def test_kitti_shapes_labels_are_geometrically_consistent(kitti_shapes_root,
+                                                          mmdet_scope):
+    from vitdense.datasets import KittiMonoDataset
+    from vitdense.datasets.synthetic import _box3d_corners, _project
+    dataset = KittiMonoDataset(data_root=kitti_shapes_root, split='train',
+                               pipeline=[dict(type='LoadImageFromFile')])
+    assert len(dataset) == 6
+    scale = 0.25
+    P2 = KITTI_P2.copy()
+    P2[:2] *= scale
+    seen = 0
+    for index in range(len(dataset)):
+        info = dataset.get_data_info(index)
+        np.testing.assert_allclose(info['cam2img'], P2, rtol=1e-9)
+        for inst in info['instances']:
+            x, y, z, h, w, l, ry = inst['bbox_3d']
+            pixels = _project(info['cam2img'],
+                              _box3d_corners((h, w, l), (x, y, z), ry))
+            x1, y1 = np.maximum(pixels.min(1), 0)
+            x2, y2 = np.minimum(pixels.max(1), (310 - 1, 94 - 1))
+            # label_2 rounds every field to two decimals
+            np.testing.assert_allclose(inst['bbox'], [x1, y1, x2, y2],
+                                       atol=0.5)
+            alpha = ry - math.atan2(x, z)
+            alpha = (alpha + math.pi) % (2 * math.pi) - math.pi
+            assert abs(alpha - inst['alpha']) < 0.02
+            assert 0 <= inst['truncated'] <= 1
+            assert inst['occluded'] in (0, 1, 2)
+            seen += 1
+    assert seen > 0
+    image = dataset[0]['img']
+    assert image.shape == (94, 310, 3)
+
+
+def test_kitti_label_files_have_15_fields(kitti_shapes_root):
+    import glob
+    for path in glob.glob(osp.join(kitti_shapes_root, 'label_2', '*.txt')):
+        for line in open(path):
+            assert len(line.split()) == 15
+    calib = open(osp.join(kitti_shapes_root, 'calib', '000000.txt')).read()
+    for key in ('P0:', 'P1:', 'P2:', 'P3:', 'R0_rect:', 'Tr_velo_to_cam:'):
+        assert key in calib
+
+
+def test_generation_is_deterministic(tmp_path):
+    a = make_coco_shapes(str(tmp_path / 'a'), num_train=3, num_val=1, seed=5)
+    b = make_coco_shapes(str(tmp_path / 'b'), num_train=3, num_val=1, seed=5)
+    for name in ('instances_train.json', 'panoptic_train.json'):
+        assert open(osp.join(a, 'annotations', name)).read() == \
+            open(osp.join(b, 'annotations', name)).read()
+    assert open(osp.join(a, 'train', '000002.jpg'), 'rb').read() == \
+        open(osp.join(b, 'train', '000002.jpg'), 'rb').read()
+
+
+def test_ensure_dataset_rejects_unknown_kind(tmp_path):
+    with pytest.raises(ValueError, match='kind must be one of'):
+        ensure_dataset('voc', str(tmp_path))

@@ -1,0 +1,1 @@
+from .dino import AnyWidthDINO  # noqa: F401
