@@ -1,6 +1,11 @@
 # Detection runtime: mmdet's, with vitdense's modules imported.
 _base_ = 'mmdet::_base_/default_runtime.py'
 
-custom_imports = dict(imports=['vitdense'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=[
+        'vitdense.datasets', 'vitdense.engine', 'vitdense.models',
+        'vitdense.ops'
+    ],
+    allow_failed_imports=False)
 default_hooks = dict(logger=dict(type='LoggerHook', interval=20))
 custom_hooks = [dict(type='RNGStateHook')]

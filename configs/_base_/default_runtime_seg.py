@@ -1,5 +1,10 @@
 # Segmentation runtime: mmseg's, with vitdense's modules imported.
 _base_ = 'mmseg::_base_/default_runtime.py'
 
-custom_imports = dict(imports=['vitdense'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=[
+        'vitdense.datasets', 'vitdense.engine', 'vitdense.models',
+        'vitdense.ops'
+    ],
+    allow_failed_imports=False)
 custom_hooks = [dict(type='RNGStateHook')]

@@ -43,7 +43,7 @@ def test_two_process_cpu_ddp_keeps_ranks_identical(coco_shapes_root,
     config = tmp_path / 'ddp_config.py'
     config.write_text(textwrap.dedent(f'''
         _base_ = {TINY_CONFIG!r}
-        custom_imports = dict(imports=['vitdense', 'dump_params_hook'],
+        custom_imports = dict(imports=['vitdense.engine', 'dump_params_hook'],
                               allow_failed_imports=False)
         custom_hooks = [dict(type='RNGStateHook'), dict(type='DumpParamsHook')]
         train_cfg = dict(max_iters=3, val_interval=100)

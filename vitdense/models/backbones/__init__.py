@@ -1,2 +1,4 @@
+from .crossformer import CrossFormer  # noqa: F401
+from .rmt import RMT  # noqa: F401
 from .swin import SwinTransformer  # noqa: F401
 from .vit_comer import ViTCoMer  # noqa: F401
