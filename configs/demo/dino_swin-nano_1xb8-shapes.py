@@ -92,7 +92,7 @@ model = dict(
             ])),
     test_cfg=dict(max_per_img=100))
 
-max_iters = 1300
+max_iters = 1100
 train_cfg = dict(
     type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')

@@ -1,0 +1,2 @@
+
+from .relation_detr_head import IoUVarifocalLoss, RelationDETRHead  # noqa: F401

@@ -1,0 +1,3 @@
+
+from .relation_detr_layers import (  # noqa: F401
+    RelationDetrTransformerDecoder, RelationDetrTransformerEncoder)
