@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.vitdense-ready
 CSRC := $(shell find vitdense/ops/csrc -type f 2>/dev/null)
-DEMO_CONFIG ?= configs/demo/dino_swin-nano_1xb8-shapes.py
+DEMO_CONFIG ?= configs/relation_detr/relation-detr_swin-nano_1xb8-shapes.py
 DEMO_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
 

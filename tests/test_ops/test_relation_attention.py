@@ -83,6 +83,25 @@ def test_relation_backward_matches_reference_and_skips_boxes():
         torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-3)
 
 
+def test_relation_blocked_entries_are_minus_inf_without_gradient():
+    src, tgt, weight, bias = make_inputs(2, 9, 9, 4, 16, torch.float32)
+    blocked = torch.rand(9, 9, generator=torch.Generator().manual_seed(3)) > .5
+    grads = []
+    for fn in (box_relation_bias, box_relation_bias_pytorch):
+        w, b = weight.clone().requires_grad_(), bias.clone().requires_grad_()
+        if fn is box_relation_bias:
+            out = fn(src, tgt, w, b, blocked=blocked)
+            assert torch.isneginf(out[:, :, blocked]).all()
+            kept = out[:, :, ~blocked]
+        else:
+            kept = fn(src, tgt, w, b)[:, :, ~blocked]
+        kept.sum().backward()
+        grads.append((w.grad, b.grad))
+        assert torch.isfinite(kept).all()
+    for ours, reference in zip(*grads):
+        torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-4)
+
+
 def test_position_relation_embedding_has_official_keys():
     module = PositionRelationEmbedding(16, 8)
     shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}

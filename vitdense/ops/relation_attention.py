@@ -11,7 +11,10 @@ with eps = 1e-5, a sine embedding of each (``num_pos_feats`` dims,
 ``num_heads`` channels and ReLU. Difference: vitdense's kernel never builds
 the (B, N, M, 4 * num_pos_feats) embedding; it recomputes it in tiles, and
 its backward gives gradients for the conv weight and bias only (the boxes get
-none, as in the official code).
+none, as in the official code). On CPU the two size features, differences of
+per-box logs, are expanded with the angle-difference identities into one
+batched GEMM of per-box sines, so only the two centre-distance features need
+per-pair sines (and these run with AVX2/FMA when the CPU has them).
 """
 from typing import Optional
 
@@ -76,9 +79,14 @@ class _RelationFunction(Function):
 
     @staticmethod
     def forward(ctx, src: Tensor, tgt: Tensor, weight: Tensor, bias: Tensor,
-                dim_t: Tensor, scale: float) -> Tensor:
+                dim_t: Tensor, scale: float,
+                blocked: Optional[Tensor]) -> Tensor:
         output = _ext.ext.relation_forward(src, tgt, weight, bias, dim_t,
                                            scale, _EPS)
+        if blocked is not None:
+            # -inf fails the backward's ReLU test, so these entries get no
+            # gradient without a separate masked_fill in the graph
+            output.masked_fill_(blocked, float('-inf'))
         ctx.save_for_backward(src, tgt, output, dim_t)
         ctx.scale = scale
         return output
@@ -90,7 +98,7 @@ class _RelationFunction(Function):
         grad_weight, grad_bias = _ext.ext.relation_backward(
             src, tgt, output, dim_t, grad_output.contiguous(), ctx.scale,
             _EPS)
-        return None, None, grad_weight, grad_bias, None, None
+        return None, None, grad_weight, grad_bias, None, None, None
 
 
 def _check_args(src_boxes: Tensor, tgt_boxes: Tensor, weight: Tensor,
@@ -136,7 +144,8 @@ def box_relation_bias(src_boxes: Tensor,
                       bias: Tensor,
                       temperature: float = 10000.,
                       scale: float = 100.,
-                      num_pos_feats: int = 16) -> Tensor:
+                      num_pos_feats: int = 16,
+                      blocked: Optional[Tensor] = None) -> Tensor:
     """Fused Relation-DETR position relation bias.
 
     Equals :func:`box_relation_bias_pytorch` (up to float rounding) without
@@ -152,9 +161,12 @@ def box_relation_bias(src_boxes: Tensor,
         scale (float): Sine embedding scale. Default: 100.
         num_pos_feats (int): Embedding dims per relation feature.
             Default: 16.
+        blocked (Tensor, optional): boolean mask broadcastable to
+            (B, heads, N, M); True entries are set to -inf (an attention
+            bias that blocks them, e.g. the denoising groups). Default: None.
 
     Returns:
-        Tensor: (B, heads, N, M), ReLU-ed.
+        Tensor: (B, heads, N, M), ReLU-ed (-inf where ``blocked``).
 
     Raises:
         ValueError: naming the argument with a wrong type, dtype, device or
@@ -163,8 +175,12 @@ def box_relation_bias(src_boxes: Tensor,
     _check_args(src_boxes, tgt_boxes, weight, bias, num_pos_feats)
     if not _ext.has_kernel(src_boxes.device):
         _ext.warn_fallback('box_relation_bias', src_boxes.device)
-        return box_relation_bias_pytorch(src_boxes, tgt_boxes, weight, bias,
-                                         temperature, scale, num_pos_feats)
+        output = box_relation_bias_pytorch(src_boxes, tgt_boxes, weight,
+                                           bias, temperature, scale,
+                                           num_pos_feats)
+        if blocked is not None:
+            output = output.masked_fill(blocked, float('-inf'))
+        return output
     dtype = src_boxes.dtype
     compute = dtype if dtype == torch.float64 else torch.float32
     dim_t = _dim_t(num_pos_feats, temperature, compute, src_boxes.device)
@@ -172,7 +188,7 @@ def box_relation_bias(src_boxes: Tensor,
         src_boxes.detach().to(compute).contiguous(),
         tgt_boxes.detach().to(compute).contiguous(),
         weight.reshape(weight.shape[0], -1).to(compute).contiguous(),
-        bias.to(compute).contiguous(), dim_t, float(scale))
+        bias.to(compute).contiguous(), dim_t, float(scale), blocked)
     return output.to(dtype)
 
 
@@ -207,11 +223,14 @@ class PositionRelationEmbedding(nn.Module):
 
     def forward(self,
                 src_boxes: Tensor,
-                tgt_boxes: Optional[Tensor] = None) -> Tensor:
+                tgt_boxes: Optional[Tensor] = None,
+                blocked: Optional[Tensor] = None) -> Tensor:
         """(B, N, 4), (B, M, 4) cxcywh -> (B, num_heads, N, M) bias;
-        ``tgt_boxes`` defaults to ``src_boxes``."""
+        ``tgt_boxes`` defaults to ``src_boxes``; ``blocked`` entries are
+        -inf (see :func:`box_relation_bias`)."""
         if tgt_boxes is None:
             tgt_boxes = src_boxes
         conv = self.pos_proj[0]
         return box_relation_bias(src_boxes, tgt_boxes, conv.weight, conv.bias,
-                                 self.temperature, self.scale, self.embed_dim)
+                                 self.temperature, self.scale, self.embed_dim,
+                                 blocked)

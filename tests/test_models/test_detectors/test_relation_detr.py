@@ -204,8 +204,14 @@ def test_relation_detr_matches_official_model():
     from vitdense.models.detectors.relation_detr import \
         convert_relation_detr_official
     data = _load('relation_detr_tiny_official.pth')
+    assert_matches_official_outputs(
+        convert_relation_detr_official(data['state_dict']), data)
+
+
+def assert_matches_official_outputs(state_dict: dict, data: dict) -> None:
+    """Load converted fixture weights strictly (backbone: the model's own)
+    and compare every decoder layer's logits and boxes with the official."""
     model = build(tiny_model_cfg()).eval()
-    state_dict = convert_relation_detr_official(data['state_dict'])
     own_backbone = {
         k: v
         for k, v in model.state_dict().items() if k.startswith('backbone.')
@@ -238,7 +244,7 @@ def test_converter_tool_output_loads_strictly(tmp_path, repo_root):
     src, dst = str(tmp_path / 'official.pth'), str(tmp_path / 'out.pth')
     torch.save({'model': data['state_dict']}, src)
     tool.convert(src, dst)
-    state_dict = torch.load(dst, weights_only=False)['state_dict']
+    state_dict = torch.load(dst, weights_only=True)['state_dict']
     model = build(tiny_model_cfg())
     state_dict.update({
         k: v
@@ -372,3 +378,303 @@ def test_dino_plus_relation_switch(relation):
             0].weight.grad is not None
     else:
         assert all(m.dtype == torch.bool for m in later)  # DN mask only
+
+
+# --------------------------------------------------------------------------
+# HF transformers checkpoints
+# --------------------------------------------------------------------------
+# official -> HF transformers key renames, each ``re.sub`` applied to every
+# key in this order, as the port's own conversion does. Read from
+# huggingface/transformers PR #34900 (src/transformers/models/relation_detr/):
+# convert_relation_detr_weights_to_hf.py @9ed57d27cb95
+# (ORIGINAL_TO_CONVERTED_KEY_MAPPING_EXCEPT_BACKBONE, the "resnet" backbone
+# entry, split_q_k_v) and the module names of modeling_relation_detr.py
+# @74a14c3025f3 (RelationDetrModel.encoder_output(_norm), target_embed, ...).
+OFFICIAL_TO_HF = (
+    (r'^transformer\.encoder\.layers\.(\d+)\.norm1\.',
+     r'transformer.encoder.layers.\1.self_attn_layer_norm.'),
+    (r'^transformer\.encoder\.layers\.(\d+)\.norm2\.',
+     r'transformer.encoder.layers.\1.final_layer_norm.'),
+    (r'^transformer\.(encoder|decoder)\.layers\.(\d+)\.linear(\d+)\.',
+     r'transformer.\1.layers.\2.fc\3.'),
+    (r'^transformer\.decoder\.layers\.(\d+)\.cross_attn\.',
+     r'transformer.decoder.layers.\1.encoder_attn.'),
+    (r'^transformer\.decoder\.layers\.(\d+)\.norm1\.',
+     r'transformer.decoder.layers.\1.encoder_attn_layer_norm.'),
+    (r'^transformer\.decoder\.layers\.(\d+)\.norm2\.',
+     r'transformer.decoder.layers.\1.self_attn_layer_norm.'),
+    (r'^transformer\.decoder\.layers\.(\d+)\.norm3\.',
+     r'transformer.decoder.layers.\1.final_layer_norm.'),
+    (r'^transformer\.tgt_embed\.', 'transformer.target_embed.'),
+    (r'^transformer\.hybrid_tgt_embed\.', 'transformer.hybrid_target_embed.'),
+    (r'^transformer\.level_embeds$', 'transformer.level_embed'),
+    (r'^transformer\.enc_output\.', 'transformer.encoder_output.'),
+    (r'^transformer\.enc_output_norm\.', 'transformer.encoder_output_norm.'),
+    (r'^transformer\.', 'model.'),
+    (r'^neck\.', 'model.neck.'),
+    (r'^backbone\.', 'model.backbone.model._backbone.'),  # timm ResNet
+)
+# mmdet/official ResNet -> transformers' ResNetBackbone under
+# RelationDetrConvEncoder.model (src/transformers/models/resnet/
+# modeling_resnet.py @00cbbe53b2f7: ResNetEmbeddings.embedder,
+# ResNetEncoder.stages[i].layers[j].{shortcut, layer[k]}, each a
+# {convolution, normalization} pair).
+MMDET_RESNET_TO_HF_RESNET = (
+    (r'^conv1\.', 'embedder.embedder.convolution.'),
+    (r'^bn1\.', 'embedder.embedder.normalization.'),
+    (r'^layer(\d)\.(\d+)\.conv(\d)\.', lambda m: 'encoder.stages.'
+     f'{int(m[1]) - 1}.layers.{m[2]}.layer.{int(m[3]) - 1}.convolution.'),
+    (r'^layer(\d)\.(\d+)\.bn(\d)\.', lambda m: 'encoder.stages.'
+     f'{int(m[1]) - 1}.layers.{m[2]}.layer.{int(m[3]) - 1}.normalization.'),
+    (r'^layer(\d)\.(\d+)\.downsample\.0\.',
+     lambda m: f'encoder.stages.{int(m[1]) - 1}.layers.{m[2]}.shortcut.'
+     'convolution.'),
+    (r'^layer(\d)\.(\d+)\.downsample\.1\.',
+     lambda m: f'encoder.stages.{int(m[1]) - 1}.layers.{m[2]}.shortcut.'
+     'normalization.'),
+)
+
+
+def official_to_hf(state_dict: dict) -> dict:
+    """The HF transformers state dict of an official one (without the
+    ``_classes_`` buffer the port pops)."""
+    import re
+    out = {}
+    for key, value in state_dict.items():
+        for pattern, repl in OFFICIAL_TO_HF:
+            key = re.sub(pattern, repl, key)
+        if key.endswith('.self_attn.in_proj_weight') or key.endswith(
+                '.self_attn.in_proj_bias'):
+            head, param = key.rsplit('.in_proj_', 1)
+            for name, part in zip('qkv', value.chunk(3)):
+                out[f'{head}.{name}_proj.{param}'] = part
+        else:
+            out[key] = value
+    return out
+
+
+def resnet_to_hf(state_dict: dict, flavour: str) -> dict:
+    """An mmdet ``ResNet`` state dict as the backbone of the HF model: timm's
+    (the same names) or transformers' ResNet; BN frozen (no
+    ``num_batches_tracked``) as ``replace_batch_norm`` makes it."""
+    import re
+    out = {}
+    for key, value in state_dict.items():
+        if key.endswith('num_batches_tracked'):
+            continue
+        if flavour == 'timm':
+            out[f'model.backbone.model._backbone.{key}'] = value
+            continue
+        for pattern, repl in MMDET_RESNET_TO_HF_RESNET:
+            if re.match(pattern, key):
+                key = re.sub(pattern, repl, key)
+                break
+        else:
+            raise AssertionError(f'no HF ResNet name for {key}')
+        out[f'model.backbone.model.{key}'] = value
+    return out
+
+
+def hf_fixture_state_dict() -> dict:
+    data = _load('relation_detr_tiny_official.pth')
+    return official_to_hf(data['state_dict'])
+
+
+def test_hf_checkpoint_matches_official_model():
+    """HF-layout weights of the official fixture convert to exactly the
+    official conversion, load strictly and reproduce the official outputs."""
+    from vitdense.models.detectors.relation_detr import (
+        convert_relation_detr_hf, convert_relation_detr_official)
+    data = _load('relation_detr_tiny_official.pth')
+    hf = hf_fixture_state_dict()
+    assert 'model.decoder.layers.0.self_attn.q_proj.weight' in hf
+    assert not any(k.startswith('transformer.') for k in hf)
+    state_dict = convert_relation_detr_hf(hf)
+    reference = convert_relation_detr_official(data['state_dict'])
+    assert set(state_dict) == set(reference)
+    for key, value in reference.items():
+        assert torch.equal(state_dict[key], value), key
+    assert_matches_official_outputs(state_dict, data)
+
+
+@pytest.mark.parametrize('flavour', ['timm', 'transformers'])
+@pytest.mark.parametrize('depth', [18, 50])
+def test_hf_resnet_backbones_map_to_mmdet_resnet(flavour, depth):
+    from mmdet.models.backbones import ResNet
+
+    from vitdense.models.detectors.relation_detr import \
+        convert_relation_detr_hf
+    resnet = ResNet(depth=depth, base_channels=8)
+    hf = {**hf_fixture_state_dict(),
+          **resnet_to_hf(resnet.state_dict(), flavour)}
+    state_dict = convert_relation_detr_hf(hf)
+    backbone = {
+        k[len('backbone.'):]: v
+        for k, v in state_dict.items() if k.startswith('backbone.')
+    }
+    expected = {
+        k: v
+        for k, v in resnet.state_dict().items()
+        if not k.endswith('num_batches_tracked')
+    }
+    assert set(backbone) == set(expected)
+    for key, value in expected.items():
+        assert torch.equal(backbone[key], value), key
+    ResNet(depth=depth, base_channels=8).load_state_dict(backbone, strict=True)
+
+
+def test_hf_checkpoint_with_backbone_loads_strictly_into_the_model():
+    from vitdense.models.detectors.relation_detr import \
+        convert_relation_detr_hf
+    model = build(tiny_model_cfg())
+    backbone = {
+        k[len('backbone.'):]: v
+        for k, v in model.state_dict().items() if k.startswith('backbone.')
+    }
+    hf = {**hf_fixture_state_dict(),
+          **resnet_to_hf(backbone, 'transformers')}
+    model.load_state_dict(convert_relation_detr_hf(hf), strict=True)
+
+
+@pytest.mark.parametrize('key', [
+    'model.backbone.model._backbone.layers_0.blocks.0.attn.qkv.weight',
+    'model.backbone.norms.0.weight',
+    'model.decoder.layers.0.self_attn.qkv.weight',
+    'model.some_new_module.weight',
+])
+def test_hf_converter_names_unmapped_keys(key):
+    from vitdense.models.detectors.relation_detr import \
+        convert_relation_detr_hf
+    hf = hf_fixture_state_dict()
+    hf[key] = torch.zeros(1)
+    with pytest.raises(KeyError, match=key.replace('.', r'\.')):
+        convert_relation_detr_hf(hf)
+
+
+def test_hf_converter_needs_all_of_q_k_v():
+    from vitdense.models.detectors.relation_detr import \
+        convert_relation_detr_hf
+    hf = hf_fixture_state_dict()
+    del hf['model.decoder.layers.1.self_attn.v_proj.bias']
+    with pytest.raises(KeyError, match='v_proj.bias'):
+        convert_relation_detr_hf(hf)
+
+
+def test_layout_detection():
+    from vitdense.models.detectors.relation_detr import (
+        convert_relation_detr_official, detect_relation_detr_layout)
+    official = _load('relation_detr_tiny_official.pth')['state_dict']
+    assert detect_relation_detr_layout(official) == 'official'
+    assert detect_relation_detr_layout(hf_fixture_state_dict()) == 'hf'
+    with pytest.raises(ValueError, match='neither'):
+        detect_relation_detr_layout(convert_relation_detr_official(official))
+    with pytest.raises(ValueError, match='both'):
+        detect_relation_detr_layout({**official, **hf_fixture_state_dict()})
+
+
+def _converter_tool(repo_root):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'relation_detr2vitdense',
+        osp.join(repo_root, 'tools', 'model_converters',
+                 'relation_detr2vitdense.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_converter_tool_reads_hf_model_folder(tmp_path, repo_root):
+    """An HF folder with ``pytorch_model.bin`` (auto layout) gives the same
+    weights as the official file."""
+    tool = _converter_tool(repo_root)
+    official = _load('relation_detr_tiny_official.pth')['state_dict']
+    folder = tmp_path / 'relation-detr-hf'
+    folder.mkdir()
+    torch.save(hf_fixture_state_dict(), str(folder / 'pytorch_model.bin'))
+    torch.save(official, str(tmp_path / 'official.pth'))
+    from_hf = tool.convert(str(folder), str(tmp_path / 'a.pth'))
+    from_official = tool.convert(
+        str(tmp_path / 'official.pth'), str(tmp_path / 'b.pth'),
+        layout='official')
+    assert set(from_hf) == set(from_official)
+    saved = torch.load(str(tmp_path / 'a.pth'), weights_only=True)
+    for key, value in from_official.items():
+        assert torch.equal(saved['state_dict'][key], value), key
+    with pytest.raises(KeyError, match='transformer'):
+        tool.convert(
+            str(tmp_path / 'official.pth'), str(tmp_path / 'c.pth'),
+            layout='hf')
+
+
+def test_converter_tool_refuses_pickled_objects(tmp_path, repo_root):
+    import argparse
+    tool = _converter_tool(repo_root)
+    src = str(tmp_path / 'training_checkpoint.pth')
+    torch.save({
+        'model': _load('relation_detr_tiny_official.pth')['state_dict'],
+        'args': argparse.Namespace(lr=1e-4)
+    }, src)
+    with pytest.raises(RuntimeError, match='pickled Python objects'):
+        tool.convert(src, str(tmp_path / 'out.pth'))
+
+
+def test_converter_tool_reads_safetensors_or_says_what_is_missing(
+        tmp_path, repo_root):
+    import importlib.util
+    tool = _converter_tool(repo_root)
+    src = str(tmp_path / 'model.safetensors')
+    hf = hf_fixture_state_dict()
+    if importlib.util.find_spec('safetensors') is None:
+        open(src, 'wb').close()
+        with pytest.raises(ImportError, match='pip install safetensors'):
+            tool.convert(src, str(tmp_path / 'out.pth'))
+    else:
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in hf.items()}, src)
+        state_dict = tool.convert(src, str(tmp_path / 'out.pth'))
+        model = build(tiny_model_cfg())
+        state_dict.update({
+            k: v
+            for k, v in model.state_dict().items() if k.startswith('backbone.')
+        })
+        model.load_state_dict(state_dict, strict=True)
+
+
+# --------------------------------------------------------------------------
+# configs of the vitdense backbones
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('name, strides', [
+    ('relation-detr_rmt-t_8xb2-12e_coco.py', (8, 16, 32, 64)),
+    ('relation-detr_crossformer-s_8xb2-12e_coco.py', (8, 16, 32, 64)),
+    ('relation-detr_vit-comer-s_8xb2-12e_coco.py', (4, 8, 16, 32, 64)),
+])
+def test_backbone_configs_build_and_predict(repo_root, name, strides):
+    """The real architectures without pretrained weights, one 150x210 image
+    (not a multiple of 32). At strides 8-64 it has 700 memory tokens, fewer
+    than the 900 queries of the configs: the selection is capped, as in the
+    official code."""
+    from mmdet.structures import DetDataSample
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(repo_root, 'configs', 'relation_detr',
+                                   name))
+    cfg.model.backbone.pop('init_cfg')
+    torch.manual_seed(0)
+    model = build(cfg.model.to_dict()).eval()
+    assert model.num_feature_levels == len(strides)
+    h, w = 150, 210
+    image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8)
+    sample = DetDataSample(
+        metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                      scale_factor=(1., 1.)))
+    with torch.no_grad():
+        data = model.data_preprocessor(
+            dict(inputs=[image], data_samples=[sample]), False)
+        feats = model.extract_feat(data['inputs'])
+        results = model.predict(data['inputs'], data['data_samples'])
+    assert [tuple(f.shape) for f in feats] == [
+        (1, 256, -(-h // s), -(-w // s)) for s in strides
+    ]
+    pred = results[0].pred_instances
+    assert pred.bboxes.shape == (300, 4) and pred.scores.shape == (300, )
+    assert torch.isfinite(pred.bboxes).all()
+    assert ((pred.labels >= 0) & (pred.labels < 80)).all()

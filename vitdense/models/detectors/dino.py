@@ -1,4 +1,4 @@
-"""mmdet's DINO at any transformer width.
+"""mmdet's DINO at any transformer width, on vitdense's deformable attention.
 
 mmdet 3.3's ``DinoTransformerDecoder`` always encodes the 4-d reference box
 with ``coordinate_to_encoding(num_feats=128)`` (512 channels) but sizes its
@@ -9,17 +9,41 @@ at width 256 it is mmdet's DINO unchanged (same parameters, same keys).
 from mmdet.models.detectors import DINO
 from mmdet.models.layers import MLP
 
+from vitdense.ops import MultiScaleDeformableAttention, convert_mmcv_msda
 from vitdense.registry import MODELS
 
-__all__ = ['AnyWidthDINO']
+__all__ = ['AnyWidthDINO', 'VitdenseMSDAMixin']
 
 #: Channels of mmdet's reference-box sine encoding: 4 coordinates x 128.
 DINO_BOX_ENCODING_DIMS = 4 * 128
 
 
+class VitdenseMSDAMixin:
+    """Runs a mmdet Deformable-DETR family detector on vitdense's
+    multi-scale deformable attention.
+
+    mmdet's DETR layers construct ``mmcv.ops.MultiScaleDeformableAttention``
+    directly, whose CPU path is a ``grid_sample`` loop (about 6-10x slower
+    than vitdense's kernel, docs/benchmarks.md). The swap keeps parameter
+    names, so mmdet checkpoints load unchanged. mmdet's ``init_weights``
+    only re-initialises mmcv's class, so ours are re-initialised here.
+    """
+
+    def _init_layers(self) -> None:
+        super()._init_layers()
+        convert_mmcv_msda(self)
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        for module in self.modules():
+            if isinstance(module, MultiScaleDeformableAttention):
+                module.init_weights()
+
+
 @MODELS.register_module()
-class AnyWidthDINO(DINO):
-    """:class:`mmdet.models.DINO` whose decoder works at any ``embed_dims``."""
+class AnyWidthDINO(VitdenseMSDAMixin, DINO):
+    """:class:`mmdet.models.DINO` whose decoder works at any ``embed_dims``,
+    on vitdense's deformable attention."""
 
     def _init_layers(self) -> None:
         super()._init_layers()

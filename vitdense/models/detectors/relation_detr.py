@@ -25,13 +25,15 @@ from mmdet.models.layers import SinePositionalEncoding
 from mmdet.structures import OptSampleList
 from torch import Tensor, nn
 
+from vitdense.models.detectors.dino import VitdenseMSDAMixin
 from vitdense.models.layers.relation_detr_layers import (
     RelationDetrTransformerDecoder, RelationDetrTransformerEncoder)
+from vitdense.ops import convert_mmcv_msda
 from vitdense.registry import MODELS
 
 
 @MODELS.register_module()
-class RelationDINO(DINO):
+class RelationDINO(VitdenseMSDAMixin, DINO):
     """mmdet's DINO with the position-relation attention bias plugged in.
 
     This is the paper's "DINO + relation": a standard mmdet DINO config with
@@ -64,6 +66,8 @@ class RelationDINO(DINO):
             torch.Tensor(self.num_feature_levels, self.embed_dims))
         self.memory_trans_fc = nn.Linear(self.embed_dims, self.embed_dims)
         self.memory_trans_norm = nn.LayerNorm(self.embed_dims)
+        # a full override of DINO's layers, so the mixin's swap happens here
+        convert_mmcv_msda(self)
 
     def init_weights(self) -> None:
         super().init_weights()
@@ -121,9 +125,11 @@ class RelationDETR(RelationDINO):
                      output_memory: Tensor, output_proposals: Tensor,
                      k: int) -> Tuple[Tensor, Tensor]:
         """Top-k encoder proposals: logits ``(B, k, C)``, boxes ``(B, k, 4)``
-        (cxcywh, not sigmoid-ed)."""
+        (cxcywh, not sigmoid-ed). ``k`` is capped at the number of encoder
+        tokens, as in the official code, so small images work."""
         enc_class = cls_branch(output_memory)
         enc_coord_unact = reg_branch(output_memory) + output_proposals
+        k = min(k, output_memory.size(1))
         topk = torch.topk(enc_class.max(-1)[0], k=k, dim=1)[1].unsqueeze(-1)
         topk_class = enc_class.gather(1, topk.expand(-1, -1,
                                                      enc_class.size(-1)))
@@ -148,7 +154,9 @@ class RelationDETR(RelationDINO):
             output_proposals, self.num_queries)
         topk_coords = topk_coords_unact.sigmoid()
 
-        query = self.query_embedding.weight.unsqueeze(0).expand(bs, -1, -1)
+        num_queries = topk_coords.size(1)
+        query = self.query_embedding.weight[:num_queries].unsqueeze(0).expand(
+            bs, -1, -1)
         reference_points = topk_coords.detach()
         if self.training:
             dn_label_query, dn_bbox_query, dn_mask, dn_meta = \
@@ -177,12 +185,13 @@ class RelationDETR(RelationDINO):
                 self.bbox_head.hybrid_reg_branch, output_memory,
                 output_proposals, self.num_hybrid_queries)
             hybrid_coords = hybrid_coords_unact.sigmoid()
+            hybrid_query = self.hybrid_query_embedding.weight[:hybrid_coords.
+                                                              size(1)]
             head_inputs_dict.update(
                 hybrid_enc_outputs_class=hybrid_score,
                 hybrid_enc_outputs_coord=hybrid_coords)
             decoder_inputs_dict.update(
-                hybrid_query=self.hybrid_query_embedding.weight.unsqueeze(
-                    0).expand(bs, -1, -1),
+                hybrid_query=hybrid_query.unsqueeze(0).expand(bs, -1, -1),
                 hybrid_reference_points=hybrid_coords.detach())
         return decoder_inputs_dict, head_inputs_dict
 
@@ -361,3 +370,164 @@ def convert_relation_detr_official(
             value = value[class_index.to(value.device)]
         out[new] = value
     return out
+
+
+# ----------------------------------------------------------------------------
+# HF transformers checkpoint -> official -> vitdense
+# ----------------------------------------------------------------------------
+# ``RelationDetrForObjectDetection`` of the HF transformers port
+# (huggingface/transformers PR #34900: models/relation_detr/
+# modeling_relation_detr.py @74a14c3, convert_relation_detr_weights_to_hf.py
+# @9ed57d2; checkpoint hf.co/xiuqhou/relation-detr-resnet50). Each pattern
+# must match a whole key; the template gives the official key. Earlier
+# revisions of the port named ``encoder_output(_norm)`` ``enc_output(_norm)``.
+_W = r'\.(?P<param>weight|bias)'
+_MSDA = r'(sampling_offsets|attention_weights|value_proj|output_proj)'
+_HF_TO_OFFICIAL = (
+    (r'model\.encoder\.layers\.(\d+)\.self_attn\.' + _MSDA + _W,
+     r'transformer.encoder.layers.\1.self_attn.\2.\g<param>'),
+    (r'model\.encoder\.layers\.(\d+)\.self_attn_layer_norm' + _W,
+     r'transformer.encoder.layers.\1.norm1.\g<param>'),
+    (r'model\.encoder\.layers\.(\d+)\.final_layer_norm' + _W,
+     r'transformer.encoder.layers.\1.norm2.\g<param>'),
+    (r'model\.(encoder|decoder)\.layers\.(\d+)\.fc([12])' + _W,
+     r'transformer.\1.layers.\2.linear\3.\g<param>'),
+    (r'model\.encoder\.memory_fusion\.([023])' + _W,
+     r'transformer.encoder.memory_fusion.\1.\g<param>'),
+    (r'model\.decoder\.layers\.(\d+)\.encoder_attn\.' + _MSDA + _W,
+     r'transformer.decoder.layers.\1.cross_attn.\2.\g<param>'),
+    (r'model\.decoder\.layers\.(\d+)\.encoder_attn_layer_norm' + _W,
+     r'transformer.decoder.layers.\1.norm1.\g<param>'),
+    (r'model\.decoder\.layers\.(\d+)\.self_attn_layer_norm' + _W,
+     r'transformer.decoder.layers.\1.norm2.\g<param>'),
+    (r'model\.decoder\.layers\.(\d+)\.final_layer_norm' + _W,
+     r'transformer.decoder.layers.\1.norm3.\g<param>'),
+    (r'model\.decoder\.layers\.(\d+)\.self_attn\.out_proj' + _W,
+     r'transformer.decoder.layers.\1.self_attn.out_proj.\g<param>'),
+    (r'model\.decoder\.(class_head\.\d+|bbox_head\.\d+\.layers\.\d+|'
+     r'ref_point_head\.layers\.\d+|query_scale\.layers\.\d+|norm|'
+     r'position_relation_embedding\.pos_proj\.0)' + _W,
+     r'transformer.decoder.\1.\g<param>'),
+    (r'model\.(encoder_class_head|hybrid_class_head)' + _W,
+     r'transformer.\1.\g<param>'),
+    (r'model\.(encoder_bbox_head|hybrid_bbox_head)\.layers\.(\d+)' + _W,
+     r'transformer.\1.layers.\2.\g<param>'),
+    (r'model\.(?:encoder_output|enc_output)' + _W,
+     r'transformer.enc_output.\g<param>'),
+    (r'model\.(?:encoder_output_norm|enc_output_norm)' + _W,
+     r'transformer.enc_output_norm.\g<param>'),
+    (r'model\.target_embed\.weight', 'transformer.tgt_embed.weight'),
+    (r'model\.hybrid_target_embed\.weight',
+     'transformer.hybrid_tgt_embed.weight'),
+    (r'model\.level_embed', 'transformer.level_embeds'),
+    (r'model\.neck\.convs\.(\d+)\.([01])' + _W,
+     r'neck.convs.\1.\2.\g<param>'),
+    (r'denoising_generator\.label_encoder\.weight',
+     'denoising_generator.label_encoder.weight'),
+    # timm ResNet (the port's default ``use_timm_backbone=True``): the names
+    # of the official ResNet, which are mmdet's ``ResNet`` names
+    (r'model\.backbone\.model\._backbone\.(conv1|bn1|layer\d+\.\d+\.'
+     r'(?:conv\d|bn\d|downsample\.[01]))\.'
+     r'(weight|bias|running_mean|running_var|num_batches_tracked)',
+     r'backbone.\1.\2'),
+)
+# transformers' own ``ResNetBackbone`` (``use_timm_backbone=False``):
+# (pattern, function of the match giving the official/mmdet ResNet key)
+_BN = r'\.(weight|bias|running_mean|running_var|num_batches_tracked)'
+_HF_RESNET_TO_OFFICIAL = (
+    (r'model\.backbone\.model\.embedder\.embedder\.convolution\.weight',
+     lambda m: 'backbone.conv1.weight'),
+    (r'model\.backbone\.model\.embedder\.embedder\.normalization' + _BN,
+     lambda m: f'backbone.bn1.{m[1]}'),
+    (r'model\.backbone\.model\.encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.'
+     r'(\d+)\.convolution\.weight',
+     lambda m: f'backbone.layer{int(m[1]) + 1}.{m[2]}.conv{int(m[3]) + 1}'
+     '.weight'),
+    (r'model\.backbone\.model\.encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.'
+     r'(\d+)\.normalization' + _BN,
+     lambda m: f'backbone.layer{int(m[1]) + 1}.{m[2]}.bn{int(m[3]) + 1}.'
+     f'{m[4]}'),
+    (r'model\.backbone\.model\.encoder\.stages\.(\d+)\.layers\.(\d+)\.'
+     r'shortcut\.convolution\.weight',
+     lambda m: f'backbone.layer{int(m[1]) + 1}.{m[2]}.downsample.0.weight'),
+    (r'model\.backbone\.model\.encoder\.stages\.(\d+)\.layers\.(\d+)\.'
+     r'shortcut\.normalization' + _BN,
+     lambda m: f'backbone.layer{int(m[1]) + 1}.{m[2]}.downsample.1.{m[3]}'),
+)
+# the port splits ``nn.MultiheadAttention.in_proj_*`` into q/k/v projections
+_HF_QKV = r'model\.decoder\.layers\.(\d+)\.self_attn\.([qkv])_proj' + _W
+
+
+def detect_relation_detr_layout(state_dict: Dict[str, Tensor]) -> str:
+    """``'official'`` (xiuqhou/Relation-DETR, keys ``transformer.*``) or
+    ``'hf'`` (HF transformers, keys ``model.encoder.*``/``model.decoder.*``)
+    from the characteristic keys of a Relation-DETR state dict."""
+    official = any(k.startswith('transformer.') for k in state_dict)
+    hf = any(
+        k.startswith(('model.encoder.', 'model.decoder.')) for k in state_dict)
+    if official == hf:
+        found = 'both' if official else 'neither'
+        raise ValueError(
+            f'cannot tell the checkpoint layout: {found} of official '
+            "('transformer.*') and HF transformers ('model.encoder.*', "
+            "'model.decoder.*') keys found, e.g. "
+            f'{sorted(state_dict)[:5]}')
+    return 'official' if official else 'hf'
+
+
+def convert_relation_detr_hf(
+        state_dict: Dict[str, Tensor],
+        class_index: Optional[Tensor] = None) -> 'OrderedDict[str, Tensor]':
+    """Map an HF transformers ``RelationDetrForObjectDetection`` state dict
+    onto :class:`RelationDETR`.
+
+    The HF keys are renamed to the official layout (decoder self-attention
+    ``q/k/v_proj`` concatenated back into ``in_proj_*``) and then converted by
+    :func:`convert_relation_detr_official`. A ResNet backbone is mapped to
+    mmdet's ``ResNet`` names, from timm (``model.backbone.model._backbone``)
+    or from transformers' ``ResNetBackbone`` (``embedder``/``encoder.stages``;
+    its ``downsample_in_bottleneck`` stride placement is a config matter, not
+    a key one). Any other key, e.g. of a Swin or FocalNet backbone, raises.
+
+    Args:
+        state_dict: HF ``model.state_dict()``, e.g. from ``model.safetensors``
+            or ``pytorch_model.bin``.
+        class_index: as in :func:`convert_relation_detr_official` (the HF
+            COCO checkpoints keep the official 91-way heads).
+
+    Returns:
+        OrderedDict loadable with ``strict=True``.
+    """
+    official = OrderedDict()
+    qkv: Dict[Tuple[str, str], Dict[str, Tensor]] = {}
+    unmapped = []
+    for key, value in state_dict.items():
+        if m := re.fullmatch(_HF_QKV, key):
+            qkv.setdefault((m[1], m['param']), {})[m[2]] = value
+            continue
+        new = None
+        for pattern, template in _HF_TO_OFFICIAL:
+            if m := re.fullmatch(pattern, key):
+                new = m.expand(template)
+                break
+        else:
+            for pattern, rename in _HF_RESNET_TO_OFFICIAL:
+                if m := re.fullmatch(pattern, key):
+                    new = rename(m)
+                    break
+        if new is None:
+            unmapped.append(key)
+        else:
+            official[new] = value
+    if unmapped:
+        raise KeyError(
+            f'{len(unmapped)} key(s) of the HF checkpoint have no vitdense '
+            f'counterpart (only ResNet backbones are mapped): {unmapped}')
+    for (layer, param), parts in sorted(qkv.items()):
+        missing = [p for p in 'qkv' if p not in parts]
+        if missing:
+            raise KeyError(f'decoder layer {layer} self-attention lacks '
+                           f'{[f"{p}_proj.{param}" for p in missing]}')
+        official[f'transformer.decoder.layers.{layer}.self_attn.'
+                 f'in_proj_{param}'] = torch.cat([parts[p] for p in 'qkv'])
+    return convert_relation_detr_official(official, class_index)

@@ -128,11 +128,8 @@ class RelationDetrTransformerDecoder(DinoTransformerDecoder):
 
         Entries blocked by the boolean denoising mask become ``-inf``.
         """
-        bias = self.position_relation_embedding(src_boxes, tgt_boxes)
-        bias = bias.flatten(0, 1)
-        if self_attn_mask is not None:
-            bias = bias.masked_fill(self_attn_mask, float('-inf'))
-        return bias
+        return self.position_relation_embedding(
+            src_boxes, tgt_boxes, blocked=self_attn_mask).flatten(0, 1)
 
     def forward(self,
                 query: Tensor,
