@@ -244,6 +244,11 @@ def test_rmt_converter_and_init_cfg_load_official_checkpoint(tmp_path):
     model.init_weights()
     assert torch.equal(model.state_dict()[key], official[key])
 
+    # ... strictly: the RMT-T file into RMT-S names what does not match
+    model = RMT(arch='s', init_cfg=dict(type='Pretrained', checkpoint=src))
+    with pytest.raises(RuntimeError, match='Missing key'):
+        model.init_weights()
+
 
 @pytest.mark.parametrize('config', ['mask-rcnn_rmt-nano_1xb2-shapes.py',
                                     'upernet_rmt-nano_1xb4-shapes.py'])

@@ -406,10 +406,11 @@ class CrossFormer(BaseModule):
             ckpt = CheckpointLoader.load_checkpoint(
                 self.init_cfg['checkpoint'], map_location='cpu',
                 logger=logger)
-            msg = self.load_state_dict(checkpoint_filter_fn(ckpt),
-                                       strict=False)
+            # strict: a checkpoint of another arch or model raises, naming
+            # the missing/unexpected keys, instead of loading nothing quietly
+            self.load_state_dict(checkpoint_filter_fn(ckpt), strict=True)
             logger.info(
-                f'CrossFormer: loaded {self.init_cfg["checkpoint"]}: {msg}')
+                f'CrossFormer: loaded {self.init_cfg["checkpoint"]}')
             return
         for m in self.modules():
             if isinstance(m, nn.Linear):

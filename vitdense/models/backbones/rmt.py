@@ -393,9 +393,10 @@ class RMT(BaseModule):
             ckpt = CheckpointLoader.load_checkpoint(
                 self.init_cfg['checkpoint'], map_location='cpu',
                 logger=logger)
-            state_dict = checkpoint_filter_fn(ckpt, self)
-            msg = self.load_state_dict(state_dict, strict=False)
-            logger.info(f'RMT: loaded {self.init_cfg["checkpoint"]}: {msg}')
+            # strict: a checkpoint of another arch or model raises, naming
+            # the missing/unexpected keys, instead of loading nothing quietly
+            self.load_state_dict(checkpoint_filter_fn(ckpt, self), strict=True)
+            logger.info(f'RMT: loaded {self.init_cfg["checkpoint"]}')
             return
         # official init: trunc-normal Linear, unit LayerNorm, default conv
         for m in self.modules():
