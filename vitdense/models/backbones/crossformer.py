@@ -32,11 +32,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
-from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
-from mmengine.runner.checkpoint import CheckpointLoader
 
+from vitdense.models.backbones._weights import (
+    init_linear_and_layer_norm, load_pretrained_strictly)
 from vitdense.registry import MODELS
 
 __all__ = ['CrossFormer', 'checkpoint_filter_fn']
@@ -400,26 +399,8 @@ class CrossFormer(BaseModule):
         self._freeze_stages()
 
     def init_weights(self) -> None:
-        if self.init_cfg is not None and \
-                self.init_cfg.get('type') == 'Pretrained':
-            logger = MMLogger.get_current_instance()
-            ckpt = CheckpointLoader.load_checkpoint(
-                self.init_cfg['checkpoint'], map_location='cpu',
-                logger=logger)
-            # strict: a checkpoint of another arch or model raises, naming
-            # the missing/unexpected keys, instead of loading nothing quietly
-            self.load_state_dict(checkpoint_filter_fn(ckpt), strict=True)
-            logger.info(
-                f'CrossFormer: loaded {self.init_cfg["checkpoint"]}')
-            return
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.constant_(m.weight, 1.0)
-                nn.init.constant_(m.bias, 0)
+        if not load_pretrained_strictly(self, checkpoint_filter_fn):
+            init_linear_and_layer_norm(self)  # the official init
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
