@@ -12,9 +12,10 @@ with eps = 1e-5, a sine embedding of each (``num_pos_feats`` dims,
 the (B, N, M, 4 * num_pos_feats) embedding; it recomputes it in tiles, and
 its backward gives gradients for the conv weight and bias only (the boxes get
 none, as in the official code). On CPU the two size features, differences of
-per-box logs, are expanded with the angle-difference identities into one
-batched GEMM of per-box sines, so only the two centre-distance features need
-per-pair sines (and these run with AVX2/FMA when the CPU has them).
+per-box logs, are expanded with the angle-difference identities into an
+inner product of per-box vectors inside the same tile loop, so only the two
+centre-distance features need per-pair sines (and these run with AVX2/FMA
+when the CPU has them).
 """
 from typing import Optional
 

@@ -233,13 +233,7 @@ def assert_matches_official_outputs(state_dict: dict, data: dict) -> None:
 
 
 def test_converter_tool_output_loads_strictly(tmp_path, repo_root):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'relation_detr2vitdense',
-        osp.join(repo_root, 'tools', 'model_converters',
-                 'relation_detr2vitdense.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _converter_tool(repo_root)
     data = _load('relation_detr_tiny_official.pth')
     src, dst = str(tmp_path / 'official.pth'), str(tmp_path / 'out.pth')
     torch.save({'model': data['state_dict']}, src)

@@ -29,8 +29,8 @@ class VitdenseMSDAMixin:
     only re-initialises mmcv's class, so ours are re-initialised here.
     """
 
-    def _init_layers(self) -> None:
-        super()._init_layers()
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         convert_mmcv_msda(self)
 
     def init_weights(self) -> None:

@@ -28,7 +28,6 @@ from torch import Tensor, nn
 from vitdense.models.detectors.dino import VitdenseMSDAMixin
 from vitdense.models.layers.relation_detr_layers import (
     RelationDetrTransformerDecoder, RelationDetrTransformerEncoder)
-from vitdense.ops import convert_mmcv_msda
 from vitdense.registry import MODELS
 
 
@@ -66,8 +65,6 @@ class RelationDINO(VitdenseMSDAMixin, DINO):
             torch.Tensor(self.num_feature_levels, self.embed_dims))
         self.memory_trans_fc = nn.Linear(self.embed_dims, self.embed_dims)
         self.memory_trans_norm = nn.LayerNorm(self.embed_dims)
-        # a full override of DINO's layers, so the mixin's swap happens here
-        convert_mmcv_msda(self)
 
     def init_weights(self) -> None:
         super().init_weights()
