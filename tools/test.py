@@ -13,7 +13,8 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from vitdense.utils import configure_cpu_distributed, register_all_modules
+from vitdense.utils import (configure_cpu_distributed,
+                            enable_cpu_caching_allocator, register_all_modules)
 
 
 def parse_args():
@@ -79,6 +80,7 @@ def trigger_visualization_hook(cfg, args):
 
 def main():
     args = parse_args()
+    enable_cpu_caching_allocator()  # large CPU tensors reuse freed memory
     register_all_modules(init_default_scope=False)
 
     cfg = Config.fromfile(args.config)

@@ -11,7 +11,8 @@ from mmengine.runner import Runner
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
-from vitdense.utils import configure_cpu_distributed, register_all_modules
+from vitdense.utils import (configure_cpu_distributed,
+                            enable_cpu_caching_allocator, register_all_modules)
 
 
 def parse_args():
@@ -60,6 +61,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    enable_cpu_caching_allocator()  # large CPU tensors reuse freed memory
     register_all_modules(init_default_scope=False)
     setup_cache_size_limit_of_dynamo()
 

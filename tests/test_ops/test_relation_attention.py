@@ -1,10 +1,16 @@
 """vitdense.ops relation bias (Relation-DETR): fused kernel vs reference."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from vitdense.ops import (PositionRelationEmbedding, box_relation_bias,
                           box_relation_bias_pytorch, info)
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 requires_cuda = pytest.mark.skipif(
     not torch.cuda.is_available() or not info()['cuda_compiled'],
     reason='needs a GPU and vitdense._C built with CUDA')
@@ -83,23 +89,65 @@ def test_relation_backward_matches_reference_and_skips_boxes():
         torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-3)
 
 
-def test_relation_blocked_entries_are_minus_inf_without_gradient():
-    src, tgt, weight, bias = make_inputs(2, 9, 9, 4, 16, torch.float32)
-    blocked = torch.rand(9, 9, generator=torch.Generator().manual_seed(3)) > .5
+def make_blocked(n, m, seed=3):
+    """Random mask with whole 64-wide kernel tiles blocked in some rows."""
+    blocked = torch.rand(n, m, generator=torch.Generator().manual_seed(seed))
+    blocked = blocked > .5
+    blocked[:n // 2, :128] = True
+    return blocked
+
+
+def check_blocked(src, tgt, weight, bias, blocked):
+    """Blocked entries are -inf, the rest and the gradients of weight/bias
+    equal the reference's."""
+    kept_mask = ~blocked.expand(src.shape[0], weight.shape[0], -1, -1)
     grads = []
     for fn in (box_relation_bias, box_relation_bias_pytorch):
         w, b = weight.clone().requires_grad_(), bias.clone().requires_grad_()
         if fn is box_relation_bias:
             out = fn(src, tgt, w, b, blocked=blocked)
-            assert torch.isneginf(out[:, :, blocked]).all()
-            kept = out[:, :, ~blocked]
+            assert torch.isneginf(out[~kept_mask]).all()
         else:
-            kept = fn(src, tgt, w, b)[:, :, ~blocked]
-        kept.sum().backward()
-        grads.append((w.grad, b.grad))
+            out = fn(src, tgt, w, b)
+        kept = out[kept_mask]
         assert torch.isfinite(kept).all()
+        (kept * torch.linspace(-1, 1, kept.numel())).sum().backward()
+        grads.append((kept.detach(), w.grad, b.grad))
     for ours, reference in zip(*grads):
         torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('mask_shape', ['NM', '11NM', 'B1NM'])
+def test_relation_blocked_entries_are_minus_inf_without_gradient(mask_shape):
+    # 5 heads and 150 targets: the AVX2 kernel's 4-head blocks plus a
+    # single head, two whole 64-wide tiles blocked, a 22-wide tail; (N, M)
+    # masks go into the kernel, per-batch ones are filled afterwards
+    src, tgt, weight, bias = make_inputs(2, 9, 150, 5, 16, torch.float32)
+    blocked = make_blocked(9, 150)
+    if mask_shape == '11NM':
+        blocked = blocked[None, None]
+    elif mask_shape == 'B1NM':
+        blocked = torch.stack([blocked, make_blocked(9, 150, seed=4)])[:, None]
+    check_blocked(src, tgt, weight, bias, blocked)
+
+
+def test_relation_portable_kernels_match_reference():
+    """The non-AVX2 kernels (forced by VITDENSE_RELATION_GENERIC=1, read once
+    per process) give what the AVX2 ones are tested to give."""
+    code = ('import sys; sys.path.insert(0, "tests/test_ops"); '
+            'import test_relation_attention as t, torch; '
+            'args = t.make_inputs(2, 9, 150, 5, 16, torch.float32); '
+            't.check_blocked(*args, t.make_blocked(9, 150)); '
+            't.test_relation_backward_matches_reference_and_skips_boxes(); '
+            'print("portable ok")')
+    env = dict(os.environ, VITDENSE_RELATION_GENERIC='1')
+    result = subprocess.run([sys.executable, '-c', code],
+                            cwd=REPO_ROOT,
+                            env=env,
+                            capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'portable ok' in result.stdout
 
 
 def test_position_relation_embedding_has_official_keys():

@@ -20,12 +20,17 @@ image.
 A training step is ``model.train_step`` with the config's optimizer wrapper
 (data preprocessing, forward, losses, backward, gradient clipping, AdamW
 step). The models take turns step by step, so a busy machine slows all three
-alike; times are medians. Peak memory is what one training step adds to what
-is resident before it (weights, optimizer state): on CPU the rise of the
-resident-set high-water mark after ``malloc_trim`` (Linux, as
-``benchmark_backbone.py``), on CUDA ``max_memory_allocated`` minus the
-allocation before the step. Inference is ``model.test_step`` on the same
-batch (post-processing included).
+alike; times are medians. The process first enables
+:func:`vitdense.utils.enable_cpu_caching_allocator`, as ``tools/train.py``
+does, so CPU steps are timed as training runs them
+(``--no-cpu-caching-allocator`` times glibc's default, which page-faults
+every tensor over 32 MiB anew). Peak memory is what one extra, untimed
+training step adds to what is resident before it (weights, optimizer
+state): on CPU the rise of the resident-set high-water mark after emptying
+the allocator cache and ``malloc_trim`` (Linux, as
+``benchmark_backbone.py``), on CUDA
+``max_memory_allocated`` minus the allocation before the step. Inference is
+``model.test_step`` on the same batch (post-processing included).
 
 Example::
 
@@ -51,7 +56,8 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.structures import InstanceData
 
-from vitdense.utils import register_all_modules
+from vitdense.utils import (empty_cpu_cache, enable_cpu_caching_allocator,
+                            register_all_modules)
 
 if __package__:
     from .benchmark_backbone import _reset_peak_rss, _status_kb
@@ -135,7 +141,7 @@ class Benchmarked:
         self.optim_wrapper: OptimWrapper = build_optim_wrapper(
             self.model, cfg.optim_wrapper)
         self.step_ms: List[float] = []
-        self.step_mb: List[float] = []
+        self.step_mb = float('nan')
         self.test_ms: List[float] = []
 
     def train_step(self, data: dict) -> None:
@@ -148,40 +154,49 @@ class Benchmarked:
             self.model.test_step(data)
 
 
-def measure(fn: Callable[[], None], device: str) -> Tuple[float, float]:
-    """Run ``fn`` once: (milliseconds, MB it added at its peak)."""
+def timed(fn: Callable[[], None], device: str) -> float:
+    """Run ``fn`` once: milliseconds."""
     if device.startswith('cuda'):
         torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-    else:
-        base = _status_kb('VmRSS') * 1024 if _reset_peak_rss() else None
     start = time.perf_counter()
     fn()
     if device.startswith('cuda'):
         torch.cuda.synchronize(device)
-    ms = (time.perf_counter() - start) * 1e3
+    return (time.perf_counter() - start) * 1e3
+
+
+def peak_mb(fn: Callable[[], None], device: str) -> float:
+    """Run ``fn`` once: MB it added at its peak (NaN if unmeasurable)."""
     if device.startswith('cuda'):
-        peak = torch.cuda.max_memory_allocated(device) - base
-    elif base is not None:
-        peak = _status_kb('VmHWM') * 1024 - base
-    else:
-        peak = float('nan')
-    return ms, peak / 2**20
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    empty_cpu_cache()
+    if not _reset_peak_rss():
+        fn()
+        return float('nan')
+    base = _status_kb('VmRSS')
+    fn()
+    return (_status_kb('VmHWM') - base) / 1024
 
 
 def run(models: Dict[str, Benchmarked], data: dict, iters: int, warmup: int,
         device: str) -> None:
-    """Training steps, then inference, the models taking turns."""
+    """Timed training steps, one step for peak memory, then inference; the
+    models take turns."""
     for i in range(warmup + iters):
         for entry in models.values():
-            ms, mb = measure(partial(entry.train_step, data), device)
+            ms = timed(partial(entry.train_step, data), device)
             if i >= warmup:
                 entry.step_ms.append(ms)
-                entry.step_mb.append(mb)
+    for entry in models.values():
+        entry.step_mb = peak_mb(partial(entry.train_step, data), device)
     for i in range(warmup + iters):
         for entry in models.values():
-            ms, _ = measure(partial(entry.test_step, data), device)
+            ms = timed(partial(entry.test_step, data), device)
             if i >= warmup:
                 entry.test_ms.append(ms)
 
@@ -214,6 +229,11 @@ def parse_args():
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch default)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--no-cpu-caching-allocator',
+        action='store_true',
+        help="time with glibc's default allocation instead of "
+        "tools/train.py's vitdense.utils.enable_cpu_caching_allocator")
     args = parser.parse_args()
     tokens = num_tokens(args.size)
     if max(args.queries, args.hybrid_queries) > tokens:
@@ -227,6 +247,8 @@ def parse_args():
 
 def main() -> None:
     args = parse_args()
+    caching = (not args.no_cpu_caching_allocator
+               and enable_cpu_caching_allocator())
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith('cuda') and not torch.cuda.is_available():
@@ -250,7 +272,8 @@ def main() -> None:
           f'{args.layers} + {args.layers} layers, {args.queries} queries, '
           f'{args.dn_queries} denoising, {args.hybrid_queries} hybrid '
           f'(Relation-DETR); median of {args.iters} steps after '
-          f'{args.warmup} warm-up, models taking turns\n')
+          f'{args.warmup} warm-up, models taking turns; CPU caching '
+          f'allocator {"on" if caching else "off"}\n')
     run(models, data, args.iters, args.warmup, args.device)
 
     mem = 'peak MB/step (RSS rise)' if args.device == 'cpu' else \
@@ -267,7 +290,7 @@ def main() -> None:
         img_s = args.batch * 1e3 / statistics.median(entry.test_ms)
         row = [
             name, f'{params:.1f}', f'{step_ms[name]:.0f}',
-            f'{step_ms[name] / dino_ms:.2f}x', f'{max(entry.step_mb):.0f}',
+            f'{step_ms[name] / dino_ms:.2f}x', f'{entry.step_mb:.0f}',
             f'{img_s:.2f}'
         ]
         print('| ' + ' | '.join(row) + ' |', flush=True)

@@ -75,6 +75,19 @@ def box_relation_bias_pytorch(src_boxes: Tensor,
     return F.relu(F.conv2d(embed, weight, bias))
 
 
+def _as_pair_mask(blocked: Optional[Tensor], n: int,
+                  m: int) -> Optional[Tensor]:
+    """``blocked`` as a contiguous bool (N, M) tensor when it is one for
+    every batch element and head (leading dims of size 1), else None."""
+    if blocked is None:
+        return None
+    while blocked.dim() > 2 and blocked.shape[0] == 1:
+        blocked = blocked[0]
+    if blocked.shape != (n, m):
+        return None
+    return blocked.to(torch.bool).contiguous()
+
+
 class _RelationFunction(Function):
     """Autograd binding of ``vitdense._C.relation_forward/backward``."""
 
@@ -82,11 +95,13 @@ class _RelationFunction(Function):
     def forward(ctx, src: Tensor, tgt: Tensor, weight: Tensor, bias: Tensor,
                 dim_t: Tensor, scale: float,
                 blocked: Optional[Tensor]) -> Tensor:
+        # -inf fails the backward's ReLU test, so blocked entries get no
+        # gradient without a masked_fill node in the graph; the kernel skips
+        # the pairs of an (N, M) mask, other shapes are filled afterwards
+        in_kernel = _as_pair_mask(blocked, src.shape[1], tgt.shape[1])
         output = _ext.ext.relation_forward(src, tgt, weight, bias, dim_t,
-                                           scale, _EPS)
-        if blocked is not None:
-            # -inf fails the backward's ReLU test, so these entries get no
-            # gradient without a separate masked_fill in the graph
+                                           scale, _EPS, in_kernel)
+        if blocked is not None and in_kernel is None:
             output.masked_fill_(blocked, float('-inf'))
         ctx.save_for_backward(src, tgt, output, dim_t)
         ctx.scale = scale

@@ -1,6 +1,8 @@
 // Python bindings of vitdense._C: one entry per op, dispatched by device.
 #include <torch/extension.h>
 
+#include <limits>
+
 #include "vitdense_ops.h"
 
 namespace vitdense {
@@ -60,15 +62,21 @@ std::vector<at::Tensor> msda_backward(const at::Tensor &value,
 at::Tensor relation_forward(const at::Tensor &src, const at::Tensor &tgt,
                             const at::Tensor &weight, const at::Tensor &bias,
                             const at::Tensor &dim_t, double scale,
-                            double eps) {
+                            double eps,
+                            const c10::optional<at::Tensor> &blocked) {
   if (src.is_cuda()) {
 #ifdef WITH_CUDA
-    return relation_forward_cuda(src, tgt, weight, bias, dim_t, scale, eps);
+    auto out =
+        relation_forward_cuda(src, tgt, weight, bias, dim_t, scale, eps);
+    if (blocked.has_value())
+      out.masked_fill_(*blocked, -std::numeric_limits<double>::infinity());
+    return out;
 #else
     no_cuda("relation_forward");
 #endif
   }
-  return relation_forward_cpu(src, tgt, weight, bias, dim_t, scale, eps);
+  return relation_forward_cpu(src, tgt, weight, bias, dim_t, scale, eps,
+                              blocked);
 }
 
 std::vector<at::Tensor> relation_backward(const at::Tensor &src,
@@ -104,4 +112,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Fused box relation bias, forward");
   m.def("relation_backward", &vitdense::relation_backward,
         "Fused box relation bias, backward for weight and bias");
+  m.def("enable_cpu_caching_allocator",
+        &vitdense::enable_cpu_caching_allocator,
+        "Cache freed large CPU blocks for reuse (see caching_allocator.cpp)");
+  m.def("cpu_caching_allocator_stats", &vitdense::cpu_caching_allocator_stats,
+        "[cached bytes, max cached bytes, hits, misses]");
+  m.def("cpu_caching_allocator_empty_cache",
+        &vitdense::cpu_caching_allocator_empty_cache,
+        "Return the cached CPU blocks to the OS");
 }

@@ -26,16 +26,26 @@ std::vector<at::Tensor> msda_backward_cpu(const at::Tensor &value,
 // Relation-DETR position relation bias (arXiv:2407.11699), fused:
 // relu(W * sine_embed(box_rel(src_i, tgt_j)) + b) -> [B, heads, N, M].
 // src [B, N, 4], tgt [B, M, 4] (cxcywh); weight [heads, 4 * F]; bias
-// [heads]; dim_t [F / 2] = temperature ** (2k / F).
+// [heads]; dim_t [F / 2] = temperature ** (2k / F); blocked: optional bool
+// [N, M], those entries become -inf (an attention bias that blocks them).
 at::Tensor relation_forward_cpu(const at::Tensor &src, const at::Tensor &tgt,
                                 const at::Tensor &weight,
                                 const at::Tensor &bias, const at::Tensor &dim_t,
-                                double scale, double eps);
+                                double scale, double eps,
+                                const c10::optional<at::Tensor> &blocked);
 // Returns {grad_weight, grad_bias}.
 std::vector<at::Tensor> relation_backward_cpu(
     const at::Tensor &src, const at::Tensor &tgt, const at::Tensor &output,
     const at::Tensor &dim_t, const at::Tensor &grad_output, double scale,
     double eps);
+
+// Caching allocator for large CPU tensors (cpu/caching_allocator.cpp):
+// installs it (or updates its cache limit); whether it is torch's CPU
+// allocator now.
+bool enable_cpu_caching_allocator(int64_t max_cached_bytes);
+// {cached bytes, max cached bytes, hits, misses}; empty if never enabled.
+std::vector<int64_t> cpu_caching_allocator_stats();
+void cpu_caching_allocator_empty_cache();
 
 #ifdef WITH_CUDA
 at::Tensor msda_forward_cuda(const at::Tensor &value,

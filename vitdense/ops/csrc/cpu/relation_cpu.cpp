@@ -17,14 +17,21 @@
 // ever exists for a tile of 64 pairs in a stack buffer. The backward
 // recomputes that tile and reduces grad_weight/grad_bias per chunk of rows,
 // summing the chunks in a fixed order (deterministic); the size part of the
-// gradient is again a GEMM.
+// gradient is again a GEMM. On AVX2 CPUs the float32 kernels are
+// register-blocked intrinsics (relation_cpu_avx2.inc specialises them).
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <vector>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "vitdense_ops.h"
 
@@ -34,7 +41,8 @@ namespace {
 constexpr int64_t kTile = 64;
 
 struct RelDims {
-  int64_t batch, n, m, heads, half, channels;
+  // mp: m rounded up to 8, the row stride of the per-target size factor
+  int64_t batch, n, m, heads, half, channels, mp;
 };
 
 RelDims check_inputs(const at::Tensor &src, const at::Tensor &tgt,
@@ -53,7 +61,7 @@ RelDims check_inputs(const at::Tensor &src, const at::Tensor &tgt,
               "relation: only float32 and float64 are supported on CPU");
   TORCH_CHECK(dim_t.dim() == 1 && dim_t.size(0) > 0, "relation: bad dim_t");
   return {src.size(0), src.size(1), tgt.size(1), 0, dim_t.size(0),
-          8 * dim_t.size(0)};
+          8 * dim_t.size(0), (tgt.size(1) + 7) / 8 * 8};
 }
 
 // Sines and cosines of (log(size + eps) * scale) / dim_t per box, computed in
@@ -67,15 +75,17 @@ std::pair<at::Tensor, at::Tensor> size_sincos(const at::Tensor &boxes,
           phase.cos().to(boxes.scalar_type())};
 }
 
-// Per-target factor [B, 2 F, M]: rows cos(t u_c), sin(t u_c) per size
-// feature and frequency.
+// Per-target factor [B, 2 F, mp]: rows cos(t u_c), sin(t u_c) per size
+// feature and frequency, zero-padded from M to mp columns (whole vectors).
 at::Tensor target_factor(const at::Tensor &tgt, const at::Tensor &dim_t,
-                         double scale, double eps) {
+                         double scale, double eps, int64_t mp) {
   auto sc = size_sincos(tgt, dim_t, scale, eps);
-  return at::cat({sc.second, sc.first}, -1)
-      .reshape({tgt.size(0), tgt.size(1), -1})
-      .transpose(1, 2)
-      .contiguous();
+  auto factor = at::cat({sc.second, sc.first}, -1)
+                    .reshape({tgt.size(0), tgt.size(1), -1})
+                    .transpose(1, 2);
+  auto padded = at::zeros({tgt.size(0), factor.size(1), mp}, tgt.options());
+  padded.narrow(2, 0, tgt.size(1)).copy_(factor);
+  return padded;
 }
 
 // Weight slices of the size features' sine and cosine channels, [H, 2, F / 2].
@@ -97,14 +107,17 @@ namespace generic {
 #pragma GCC target("avx2,fma")
 namespace avx2 {
 #include "relation_cpu_kernels.inc"
+#include "relation_cpu_avx2.inc"
 }  // namespace avx2
 #pragma GCC pop_options
 #endif
 
+// VITDENSE_RELATION_GENERIC=1 forces the portable kernels (tests use it).
 bool use_avx2() {
 #ifdef VITDENSE_RELATION_AVX2
   static const bool supported =
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      std::getenv("VITDENSE_RELATION_GENERIC") == nullptr;
   return supported;
 #else
   return false;
@@ -116,8 +129,17 @@ bool use_avx2() {
 at::Tensor relation_forward_cpu(const at::Tensor &src, const at::Tensor &tgt,
                                 const at::Tensor &weight,
                                 const at::Tensor &bias, const at::Tensor &dim_t,
-                                double scale, double eps) {
+                                double scale, double eps,
+                                const c10::optional<at::Tensor> &blocked) {
   RelDims d = check_inputs(src, tgt, dim_t);
+  const bool *blocked_ptr = nullptr;
+  if (blocked.has_value()) {
+    TORCH_CHECK(blocked->scalar_type() == at::kBool && !blocked->is_cuda() &&
+                    blocked->is_contiguous() && blocked->dim() == 2 &&
+                    blocked->size(0) == d.n && blocked->size(1) == d.m,
+                "relation: blocked must be a contiguous bool [N, M] tensor");
+    blocked_ptr = blocked->data_ptr<bool>();
+  }
   d.heads = weight.size(0);
   TORCH_CHECK(weight.dim() == 2 && weight.size(1) == d.channels &&
                   weight.is_contiguous() && bias.dim() == 1 &&
@@ -133,7 +155,7 @@ at::Tensor relation_forward_cpu(const at::Tensor &src, const at::Tensor &tgt,
   auto coef = at::cat({s * w_sin + c * w_cos, s * w_cos - c * w_sin}, -1)
                   .reshape({d.batch, d.heads, d.n, -1})
                   .contiguous();  // [B, H, N, 2 F]
-  auto factor = target_factor(tgt, dim_t, scale, eps);
+  auto factor = target_factor(tgt, dim_t, scale, eps, d.mp);
   auto out = at::empty({d.batch, d.heads, d.n, d.m}, src.options());
   AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "relation_forward_cpu", [&] {
     auto kernel = generic::forward_kernel<scalar_t>;
@@ -144,7 +166,8 @@ at::Tensor relation_forward_cpu(const at::Tensor &src, const at::Tensor &tgt,
            weight.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
            coef.data_ptr<scalar_t>(), factor.data_ptr<scalar_t>(),
            dim_t.data_ptr<scalar_t>(), static_cast<scalar_t>(scale),
-           static_cast<scalar_t>(eps), out.data_ptr<scalar_t>());
+           static_cast<scalar_t>(eps), blocked_ptr,
+           out.data_ptr<scalar_t>());
   });
   return out;
 }
@@ -162,7 +185,7 @@ std::vector<at::Tensor> relation_backward_cpu(
                   output.scalar_type() == src.scalar_type() &&
                   grad_output.scalar_type() == src.scalar_type(),
               "relation: output/grad_output must be contiguous [B, heads, N, M]");
-  auto factor = target_factor(tgt, dim_t, scale, eps);
+  auto factor = target_factor(tgt, dim_t, scale, eps, d.mp);
   auto grad_weight = at::zeros({d.heads, d.channels}, src.options());
   auto grad_bias = at::zeros({d.heads}, src.options());
   auto grad_coef =
