@@ -1,7 +1,7 @@
 # Tiny Relation-DETR, the `make demo` model: the DINO config
 # configs/demo/dino_swin-nano_1xb8-shapes.py (a small Swin from scratch on the
 # embedded 128x128 shapes, width 128, 3 + 3 layers, FFN 256, 100 queries, 50
-# denoising queries, 1450 iterations) plus what Relation-DETR adds: memory
+# denoising queries, 1600 iterations) plus what Relation-DETR adds: memory
 # fusion, the position-relation bias and the IoU-aware varifocal class loss,
 # with the official positional encoding.
 # The hybrid one-to-many branch is off here: on this data it slowed learning

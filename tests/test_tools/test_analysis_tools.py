@@ -151,9 +151,11 @@ def test_benchmark_detr_compares_three_models():
     assert set(rows) == {'model', 'DINO', 'DINO + relation', 'Relation-DETR'}
     assert rows['DINO'][2] == '1.00x'
     for name in ('DINO', 'DINO + relation', 'Relation-DETR'):
-        params, step_ms, ratio, peak_mb, img_s = rows[name]
+        params, step_ms, ratio, peak_mb, faults, img_s = rows[name]
         assert float(params) > 0 and float(step_ms) > 0
         assert float(ratio.rstrip('x')) > 0
         assert float(peak_mb) >= 0 and float(img_s) > 0
+        assert float(faults) >= 0
+    assert 'CPU caching allocator on' in out
     assert re.search(r'"DINO \+ relation" step time is [+-][0-9.]+% vs DINO: '
                      r'(within|NOT within) the 15% target', out)

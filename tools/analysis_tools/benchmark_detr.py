@@ -30,7 +30,9 @@ state): on CPU the rise of the resident-set high-water mark after emptying
 the allocator cache and ``malloc_trim`` (Linux, as
 ``benchmark_backbone.py``), on CUDA
 ``max_memory_allocated`` minus the allocation before the step. Inference is
-``model.test_step`` on the same batch (post-processing included).
+``model.test_step`` on the same batch (post-processing included). Page
+faults/step are the process's minor page faults during a timed step
+(``getrusage``; memory the kernel maps in and zeroes).
 
 Example::
 
@@ -46,6 +48,11 @@ import statistics
 import time
 from functools import partial
 from typing import Callable, Dict, List, Tuple
+
+try:
+    import resource
+except ImportError:  # not Unix
+    resource = None
 
 import torch
 from mmdet.structures import DetDataSample
@@ -141,6 +148,7 @@ class Benchmarked:
         self.optim_wrapper: OptimWrapper = build_optim_wrapper(
             self.model, cfg.optim_wrapper)
         self.step_ms: List[float] = []
+        self.step_faults: List[float] = []
         self.step_mb = float('nan')
         self.test_ms: List[float] = []
 
@@ -154,15 +162,23 @@ class Benchmarked:
             self.model.test_step(data)
 
 
-def timed(fn: Callable[[], None], device: str) -> float:
-    """Run ``fn`` once: milliseconds."""
+def _minor_faults() -> float:
+    """Minor page faults of this process so far (NaN where unknown)."""
+    if resource is None:
+        return float('nan')
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+
+def timed(fn: Callable[[], None], device: str) -> Tuple[float, float]:
+    """Run ``fn`` once: (milliseconds, minor page faults it caused)."""
     if device.startswith('cuda'):
         torch.cuda.synchronize(device)
+    faults = _minor_faults()
     start = time.perf_counter()
     fn()
     if device.startswith('cuda'):
         torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) * 1e3
+    return (time.perf_counter() - start) * 1e3, _minor_faults() - faults
 
 
 def peak_mb(fn: Callable[[], None], device: str) -> float:
@@ -189,14 +205,15 @@ def run(models: Dict[str, Benchmarked], data: dict, iters: int, warmup: int,
     models take turns."""
     for i in range(warmup + iters):
         for entry in models.values():
-            ms = timed(partial(entry.train_step, data), device)
+            ms, faults = timed(partial(entry.train_step, data), device)
             if i >= warmup:
                 entry.step_ms.append(ms)
+                entry.step_faults.append(faults)
     for entry in models.values():
         entry.step_mb = peak_mb(partial(entry.train_step, data), device)
     for i in range(warmup + iters):
         for entry in models.values():
-            ms = timed(partial(entry.test_step, data), device)
+            ms, _ = timed(partial(entry.test_step, data), device)
             if i >= warmup:
                 entry.test_ms.append(ms)
 
@@ -279,7 +296,7 @@ def main() -> None:
     mem = 'peak MB/step (RSS rise)' if args.device == 'cpu' else \
         'peak MB/step (allocated)'
     header = ['model', 'params (M)', 'train ms/step', 'vs DINO', mem,
-              'inference img/s']
+              'page faults/step', 'inference img/s']
     print('| ' + ' | '.join(header) + ' |')
     print('|---|' + '---:|' * (len(header) - 1))
     dino_ms = statistics.median(models['DINO'].step_ms)
@@ -291,6 +308,7 @@ def main() -> None:
         row = [
             name, f'{params:.1f}', f'{step_ms[name]:.0f}',
             f'{step_ms[name] / dino_ms:.2f}x', f'{entry.step_mb:.0f}',
+            f'{statistics.median(entry.step_faults):.0f}',
             f'{img_s:.2f}'
         ]
         print('| ' + ' | '.join(row) + ' |', flush=True)
