@@ -62,19 +62,21 @@ class CachingCPUAllocator final : public c10::Allocator {
         it->second.pop_back();
         cached_ -= size;
         ++hits_;
-      } else {
-        ++misses_;
+        live_[ptr] = size;
+        return {ptr, ptr, &free_cached_block,
+                c10::Device(c10::DeviceType::CPU)};
       }
+      ++misses_;
     }
-    if (ptr == nullptr) {
-      if (posix_memalign(&ptr, kAlignment, size) != 0 || ptr == nullptr)
-        TORCH_CHECK(false, "vitdense caching CPU allocator: out of memory "
-                    "allocating ", size, " bytes");
+    // on failure, give the cached blocks of other sizes back and retry
+    if (posix_memalign(&ptr, kAlignment, size) != 0) {
+      empty_cache();
+      TORCH_CHECK(posix_memalign(&ptr, kAlignment, size) == 0,
+                  "vitdense caching CPU allocator: out of memory allocating ",
+                  size, " bytes");
     }
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      live_[ptr] = size;
-    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    live_[ptr] = size;
     return {ptr, ptr, &free_cached_block, c10::Device(c10::DeviceType::CPU)};
   }
 
