@@ -75,16 +75,7 @@ DINO_CONFIG = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
 RELATION_DETR_CONFIG = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
     'relation_detr', 'relation-detr_r50_8xb2-12e_coco.py')
-#: mmdet's ResNet-18 in place of the configs' ResNet-50 (same stages used)
-BACKBONE = dict(
-    type='ResNet',
-    depth=18,
-    num_stages=4,
-    out_indices=(1, 2, 3),
-    frozen_stages=1,
-    norm_cfg=dict(type='BN', requires_grad=False),
-    norm_eval=True,
-    style='pytorch')
+#: channels of the configs' ResNet stages 2-4 at depth 18
 BACKBONE_CHANNELS = [128, 256, 512]
 #: strides of the 4 feature levels (3 backbone stages + the neck's extra)
 STRIDES = (8, 16, 32, 64)
@@ -106,7 +97,8 @@ def model_configs(args) -> Dict[str, Config]:
     }
     for cfg in configs.values():
         model = cfg.model
-        model.backbone = BACKBONE
+        # the configs' ResNet-50 settings at depth 18, no ImageNet download
+        model.backbone.update(depth=18, init_cfg=None)
         model.neck.in_channels = BACKBONE_CHANNELS
         model.num_queries = args.queries
         model.dn_cfg.group_cfg.num_dn_queries = args.dn_queries

@@ -10,6 +10,7 @@
 // lists hold at most `max_cached` bytes; beyond that a freed block goes back
 // to the OS. Blocks under kMinCached bytes go to the previous allocator.
 #include <c10/core/CPUAllocator.h>
+#include <c10/core/alignment.h>
 #include <pthread.h>
 
 #include <cstdlib>
@@ -24,7 +25,6 @@ namespace vitdense {
 namespace {
 
 constexpr size_t kMinCached = size_t(1) << 20;
-constexpr size_t kAlignment = 64;  // c10's CPU alignment
 
 // Round up to the next of 8 classes per power of two.
 size_t size_class(size_t n) {
@@ -69,9 +69,9 @@ class CachingCPUAllocator final : public c10::Allocator {
       ++misses_;
     }
     // on failure, give the cached blocks of other sizes back and retry
-    if (posix_memalign(&ptr, kAlignment, size) != 0) {
+    if (posix_memalign(&ptr, c10::gAlignment, size) != 0) {
       empty_cache();
-      TORCH_CHECK(posix_memalign(&ptr, kAlignment, size) == 0,
+      TORCH_CHECK(posix_memalign(&ptr, c10::gAlignment, size) == 0,
                   "vitdense caching CPU allocator: out of memory allocating ",
                   size, " bytes");
     }
