@@ -5,7 +5,9 @@ head dropped; old-branch buffers ``biases``/``relative_position_index``/
 ``attn_mask`` dropped), the user-saved ``backbone-crossformer-*.pth`` files and
 the official mmdet/mmseg checkpoints (``{'state_dict': ...}`` with
 ``backbone.`` prefixes); writes ``{'state_dict': ...}`` with bare backbone
-keys that ``CrossFormer(arch=...)`` loads strictly.
+keys that ``CrossFormer(arch=...)`` loads strictly. The file is read without
+unpickling objects and must have CrossFormer's keys (see
+:mod:`vitdense.converters`).
 
 Example::
 
@@ -13,21 +15,16 @@ Example::
         crossformer-s.pth crossformer-s_vitdense.pth
 """
 import argparse
-import os
-import os.path as osp
 
-import torch
-
-from vitdense.models.backbones.crossformer import checkpoint_filter_fn
+from vitdense.converters import (convert_crossformer, exit_on_refusal,
+                                 open_checkpoint, save_state_dict)
 
 
 def convert(src: str, dst: str) -> dict:
-    """Load ``src``, map its keys, save ``{'state_dict': ...}`` to ``dst``."""
-    checkpoint = torch.load(src, map_location='cpu', weights_only=False)
-    state_dict = checkpoint_filter_fn(checkpoint)
-    if osp.dirname(dst):
-        os.makedirs(osp.dirname(dst), exist_ok=True)
-    torch.save({'state_dict': state_dict}, dst)
+    """Read ``src``, map its keys, save ``{'state_dict': ...}`` to ``dst``."""
+    with open_checkpoint(src) as checkpoint:
+        state_dict = convert_crossformer(checkpoint)
+    save_state_dict(state_dict, dst)
     return state_dict
 
 
@@ -36,7 +33,8 @@ def main() -> None:
     parser.add_argument('src', help='official CrossFormer checkpoint')
     parser.add_argument('dst', help='output path')
     args = parser.parse_args()
-    state_dict = convert(args.src, args.dst)
+    with exit_on_refusal(parser):
+        state_dict = convert(args.src, args.dst)
     print(f'wrote {len(state_dict)} tensors to {args.dst}')
 
 

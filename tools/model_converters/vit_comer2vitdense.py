@@ -11,6 +11,9 @@ Two modes:
   ViTCoMer (position embeddings resized to ``--pretrain-size``), checked
   against ``ViTCoMer(arch=--arch)`` (every key used, every ViT weight given).
 
+The file is read without unpickling objects and must have the keys of the
+mode (see :mod:`vitdense.converters`).
+
 Examples::
 
     python tools/model_converters/vit_comer2vitdense.py \\
@@ -19,35 +22,19 @@ Examples::
         deit_tiny_patch16_224-a1311bcf.pth vit-comer-t_deit-init.pth
 """
 import argparse
-import os
-import os.path as osp
 
-import torch
-
-from vitdense.models.backbones.vit_comer import (ViTCoMer, convert_vit_comer,
-                                                 convert_vit_to_vit_comer,
-                                                 infer_vit_comer_settings,
-                                                 load_vit_comer_state_dict)
+from vitdense.converters import (convert_vit_comer_checkpoint, exit_on_refusal,
+                                 open_checkpoint, save_state_dict)
 
 
 def convert(src: str, dst: str, vit: bool = False, arch: str = 's',
             pretrain_size: int = 224) -> dict:
     """Convert ``src``, verify it strictly, save ``{'state_dict': ...}``."""
-    checkpoint = torch.load(src, map_location='cpu', weights_only=False)
-    if vit:
-        state_dict = convert_vit_to_vit_comer(checkpoint, pretrain_size)
-        settings = dict(arch=arch, pretrain_size=pretrain_size)
-    else:
-        state_dict = convert_vit_comer(checkpoint)
-        settings = infer_vit_comer_settings(state_dict)
-        if settings['arch'] is None:
-            raise ValueError('no ViTCoMer variant has embed/depth of this '
-                             'checkpoint; build with an arch dict instead')
+    with open_checkpoint(src) as checkpoint:
+        state_dict, settings = convert_vit_comer_checkpoint(
+            checkpoint, vit, arch, pretrain_size)
     print(f'ViTCoMer settings: {settings}')
-    load_vit_comer_state_dict(ViTCoMer(**settings), state_dict)
-    if osp.dirname(dst):
-        os.makedirs(osp.dirname(dst), exist_ok=True)
-    torch.save({'state_dict': state_dict}, dst)
+    save_state_dict(state_dict, dst)
     return state_dict
 
 
@@ -61,8 +48,9 @@ def main() -> None:
     parser.add_argument('--pretrain-size', type=int, default=224,
                         help='ViTCoMer pretrain_size (with --vit)')
     args = parser.parse_args()
-    state_dict = convert(args.src, args.dst, args.vit, args.arch,
-                         args.pretrain_size)
+    with exit_on_refusal(parser):
+        state_dict = convert(args.src, args.dst, args.vit, args.arch,
+                             args.pretrain_size)
     print(f'wrote {len(state_dict)} tensors to {args.dst}')
 
 
