@@ -204,3 +204,76 @@ def test_generation_is_deterministic(tmp_path):
 def test_ensure_dataset_rejects_unknown_kind(tmp_path):
     with pytest.raises(ValueError, match='kind must be one of'):
         ensure_dataset('voc', str(tmp_path))
+
+
+def _make_synthetic(repo_root, monkeypatch, *args):
+    """Run tools/dataset_converters/make_synthetic.py in-process."""
+    import runpy
+    tool = osp.join(repo_root, 'tools', 'dataset_converters',
+                    'make_synthetic.py')
+    monkeypatch.setattr('sys.argv', [tool, *args])
+    runpy.run_path(tool, run_name='__main__')
+
+
+TINY = ('--num-train', '2', '--num-val', '1')
+
+
+@pytest.mark.parametrize('force', [False, True])
+def test_make_synthetic_never_deletes_a_foreign_folder(repo_root, monkeypatch,
+                                                       tmp_path, force):
+    root = tmp_path / 'my_coco'
+    (root / 'annotations').mkdir(parents=True)
+    mine = root / 'annotations' / 'instances_train.json'
+    mine.write_text('{"my": "real annotations"}')
+    args = ['coco', str(root), *TINY] + (['--force'] if force else [])
+    with pytest.raises(SystemExit) as info:
+        _make_synthetic(repo_root, monkeypatch, *args)
+    assert info.value.code not in (0, None)
+    assert str(root) in str(info.value.code)
+    assert 'refusing' in str(info.value.code)
+    assert mine.read_text() == '{"my": "real annotations"}'
+    assert sorted(p.name for p in root.rglob('*')) == [
+        'annotations', 'instances_train.json']
+
+
+def test_generators_refuse_a_foreign_folder(tmp_path):
+    (tmp_path / 'notes.txt').write_text('mine')
+    with pytest.raises(FileExistsError, match=str(tmp_path)):
+        make_coco_shapes(str(tmp_path), num_train=1, num_val=1)
+    with pytest.raises(FileExistsError, match='not empty'):
+        ensure_dataset('ade20k', str(tmp_path), num_train=1, num_val=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['notes.txt']
+
+
+def test_make_synthetic_rewrites_an_interrupted_generation(
+        repo_root, monkeypatch, tmp_path):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    root = tmp_path / 'coco'
+    monkeypatch.setattr('cv2.imwrite', interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        make_coco_shapes(str(root), num_train=2, num_val=1)
+    monkeypatch.undo()
+    stale = root / 'train' / 'stale.jpg'
+    stale.write_bytes(b'half-written')
+    assert not (root / '.complete').exists()
+    _make_synthetic(repo_root, monkeypatch, 'coco', str(root), *TINY)
+    assert (root / '.complete').exists()
+    assert not stale.exists()
+    assert sorted(p.name for p in (root / 'train').iterdir()) == [
+        '000000.jpg', '000001.jpg']
+
+
+def test_make_synthetic_keeps_a_complete_dataset(repo_root, monkeypatch,
+                                                 tmp_path, capsys):
+    root = tmp_path / 'coco'
+    _make_synthetic(repo_root, monkeypatch, 'coco', str(root), *TINY)
+    kept = root / 'kept.txt'
+    kept.write_text('x')
+    _make_synthetic(repo_root, monkeypatch, 'coco', str(root), *TINY)
+    assert kept.exists()
+    assert 'already at' in capsys.readouterr().out
+    _make_synthetic(repo_root, monkeypatch, 'coco', str(root), *TINY,
+                    '--force')
+    assert not kept.exists() and (root / '.complete').exists()

@@ -5,15 +5,17 @@
     python tools/dataset_converters/make_synthetic.py kitti  data/kitti_shapes
 
 Importable too: ``from vitdense.datasets.synthetic import make_coco_shapes``.
-An existing complete dataset is kept unless ``--force`` is given.
+An existing complete dataset is kept unless ``--force`` is given; an
+interrupted one is rewritten. A non-empty folder that this tool did not
+write (no ``.vitdense-synthetic``/``.complete`` marker) is refused, with or
+without ``--force``: it is never deleted.
 """
 import argparse
-import os.path as osp
-import shutil
+import sys
 import time
 
-from vitdense.datasets.synthetic import (make_ade20k_shapes, make_coco_shapes,
-                                         make_kitti_shapes)
+from vitdense.datasets.synthetic import (dataset_state, make_ade20k_shapes,
+                                         make_coco_shapes, make_kitti_shapes)
 
 MAKERS = {'coco': make_coco_shapes, 'ade20k': make_ade20k_shapes,
           'kitti': make_kitti_shapes}
@@ -27,18 +29,17 @@ def parse_args():
     parser.add_argument('--num-val', type=int, help='validation images')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--force', action='store_true',
-                        help='delete and rewrite an existing dataset')
+                        help='rewrite a complete dataset that this tool '
+                        'wrote (never a folder it did not write)')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
-    if osp.exists(osp.join(args.root, '.complete')) and not args.force:
+    if dataset_state(args.root) == 'complete' and not args.force:
         print(f'{args.kind} data already at {args.root} (use --force to '
               'rewrite)')
         return
-    if osp.exists(args.root):
-        shutil.rmtree(args.root)
     kwargs = {'seed': args.seed}
     if args.num_train is not None:
         kwargs['num_train'] = args.num_train
@@ -46,7 +47,10 @@ def main():
         kwargs['num_val'] = args.num_val
     start = time.time()
     print(f'writing {args.kind}-format data to {args.root} ...')
-    MAKERS[args.kind](args.root, **kwargs)
+    try:
+        MAKERS[args.kind](args.root, **kwargs)
+    except FileExistsError as error:
+        sys.exit(f'error: {error}')
     print(f'done in {time.time() - start:.1f} s')
 
 

@@ -5,13 +5,16 @@ these generators produce tens of images that the *real* loaders read
 unchanged (mmdet ``CocoDataset``/``CocoPanopticDataset``, mmseg
 ``ADE20KDataset``, vitdense ``KittiMonoDataset``). Pointing a config at real
 data is a change of ``data_root`` only. Everything is deterministic given the
-seed, and a finished dataset is marked by a ``.complete`` file so an
-interrupted run is regenerated rather than half-read.
+seed. A generator writes a ``.vitdense-synthetic`` marker into its folder
+before anything else and a ``.complete`` file last, so an interrupted run is
+regenerated rather than half-read; a non-empty folder without the marker is
+never written into or deleted (it may be a user's real dataset).
 """
 import json
 import math
 import os
 import os.path as osp
+import shutil
 from typing import Dict, List, Sequence, Tuple
 
 import cv2
@@ -21,7 +24,7 @@ from pycocotools import mask as mask_utils
 __all__ = [
     'COCO_SHAPES_CLASSES', 'ADE20K_SHAPES_LABELS', 'KITTI_P2',
     'make_coco_shapes', 'make_ade20k_shapes', 'make_kitti_shapes',
-    'ensure_dataset'
+    'ensure_dataset', 'dataset_state'
 ]
 
 #: COCO-format "shapes": thing classes (ids as in the json) and stuff classes.
@@ -38,16 +41,53 @@ KITTI_P2 = np.array([[721.5377, 0.0, 609.5593, 44.85728],
                      [0.0, 721.5377, 172.854, 0.2163791],
                      [0.0, 0.0, 1.0, 0.002745884]])
 _DONE = '.complete'
+#: Written first by every generator: the folder is the generator's to rewrite.
+_STARTED = '.vitdense-synthetic'
+
+
+def dataset_state(root: str) -> str:
+    """Say what is at ``root``: ``'absent'`` (missing or an empty folder),
+    ``'complete'``, ``'partial'`` (an interrupted generation) or ``'foreign'``
+    (anything else, which the generators refuse to touch)."""
+    if not osp.exists(root) or (osp.isdir(root) and not os.listdir(root)):
+        return 'absent'
+    if osp.isdir(root):
+        if osp.exists(osp.join(root, _DONE)):
+            return 'complete'
+        if osp.exists(osp.join(root, _STARTED)):
+            return 'partial'
+    return 'foreign'
+
+
+def _claim_root(root: str, kind: str) -> None:
+    """Make ``root`` an empty folder marked as this generator's.
+
+    Only a folder that a generator created (it carries the marker) is
+    deleted; a non-empty folder without it raises ``FileExistsError``.
+    """
+    state = dataset_state(root)
+    if state == 'foreign':
+        raise FileExistsError(
+            f'{root} is not empty and was not written by vitdense\'s '
+            f'synthetic-data generator (no {_STARTED} or {_DONE} marker); '
+            'refusing to write into or delete it. Choose a new or empty '
+            'folder.')
+    if state != 'absent':
+        shutil.rmtree(root)
+    os.makedirs(root, exist_ok=True)
+    with open(osp.join(root, _STARTED), 'w') as f:
+        f.write(kind + '\n')
 
 
 def ensure_dataset(kind: str, root: str, **kwargs) -> str:
     """Create dataset ``kind`` ('coco', 'ade20k', 'kitti') at ``root`` unless
-    a complete copy is already there; return ``root``."""
+    a complete copy is already there; return ``root``. A foreign non-empty
+    ``root`` raises ``FileExistsError``."""
     makers = {'coco': make_coco_shapes, 'ade20k': make_ade20k_shapes,
               'kitti': make_kitti_shapes}
     if kind not in makers:
         raise ValueError(f'kind must be one of {sorted(makers)}, got {kind!r}')
-    if not osp.exists(osp.join(root, _DONE)):
+    if dataset_state(root) != 'complete':
         makers[kind](root, **kwargs)
     return root
 
@@ -171,6 +211,7 @@ def make_coco_shapes(root: str,
     """
     height, width = image_size
     rng = np.random.default_rng(seed)
+    _claim_root(root, 'coco')
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
     for split, count in (('train', num_train), ('val', num_val)):
         os.makedirs(osp.join(root, split), exist_ok=True)
@@ -270,6 +311,7 @@ def make_ade20k_shapes(root: str,
     """
     height, width = image_size
     rng = np.random.default_rng(seed)
+    _claim_root(root, 'ade20k')
     labels = ADE20K_SHAPES_LABELS
     palette = {0: (0, 0, 0), labels['wall']: (120, 120, 120),
                labels['building']: (180, 120, 120),
@@ -350,6 +392,7 @@ def make_kitti_shapes(root: str,
     ``label_2`` are mutually consistent. Labels carry all 15 fields.
     """
     rng = np.random.default_rng(seed)
+    _claim_root(root, 'kitti')
     width, height = int(round(1242 * scale)), int(round(375 * scale))
     P2 = KITTI_P2.copy()
     P2[:2] *= scale

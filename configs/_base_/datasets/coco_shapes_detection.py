@@ -48,5 +48,7 @@ val_dataloader = dict(
         data_prefix=dict(img='val/'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+val_evaluator = dict(
+    type='vitdense.ValidatedCocoMetric',
+    ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
