@@ -18,8 +18,10 @@ $(STAMP): tools/install.sh setup.py $(wildcard requirements/*.txt) $(CSRC)
 data: setup
 	$(PY) tools/dataset_converters/make_synthetic.py coco data/coco_shapes
 
+# A finished demo run is kept: remove $(DEMO_DIR) to train again.
 demo: data
-	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_DIR)
+	test -f $(DEMO_DIR)/last_checkpoint || \
+		$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_DIR)
 	$(PY) tools/test.py $(DEMO_CONFIG) "$$(cat $(DEMO_DIR)/last_checkpoint)" \
 		--work-dir $(DEMO_DIR) --show-dir $(abspath $(DEMO_DIR))/predictions
 	@echo "Prediction pictures: $(DEMO_DIR)/predictions"

@@ -2,7 +2,9 @@
 
 Same flags as mmdet's ``tools/test.py``. ``--show-dir`` writes prediction
 pictures with the config's visualizer (mmdet's ``DetLocalVisualizer`` for
-detection, mmseg's ``SegLocalVisualizer`` for segmentation).
+detection, mmseg's ``SegLocalVisualizer`` for segmentation). A checkpoint
+whose weights do not fit the config's model (missing, unexpected or
+differently shaped tensors) is an error unless ``--allow-partial-load``.
 """
 import argparse
 import os
@@ -50,6 +52,12 @@ def parse_args():
         default='none',
         help='job launcher')
     parser.add_argument('--tta', action='store_true')
+    parser.add_argument(
+        '--allow-partial-load',
+        action='store_true',
+        help='evaluate even if the checkpoint does not fit the model '
+        '(missing, unexpected or differently shaped tensors are then only '
+        'warned about, as in mmdet); by default that is an error')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -98,6 +106,9 @@ def main():
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg.load_from = args.checkpoint
+    if not args.allow_partial_load:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='vitdense.CheckpointCheckHook', exact_keys=True)]
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)

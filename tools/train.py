@@ -1,18 +1,28 @@
-"""Train a model: ``python tools/train.py CONFIG [options]`` (mmdet's flags)."""
+"""Train a model: ``python tools/train.py CONFIG [options]`` (mmdet's flags).
+
+On top of mmdet's tool: the work dir is locked for the run
+(:class:`~vitdense.utils.WorkDirLock`), mmengine's ``CheckpointHook`` is
+replaced by :class:`~vitdense.engine.AtomicCheckpointHook` (no checkpoint is
+lost to a kill during a save), and ``--resume`` of a weights-only file says
+so (:class:`~vitdense.engine.CheckpointCheckHook`).
+"""
 import argparse
+import contextlib
 import logging
 import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
+from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
-from vitdense.utils import (configure_cpu_distributed,
-                            enable_cpu_caching_allocator, register_all_modules)
+from vitdense.utils import (WorkDirLock, configure_cpu_distributed,
+                            enable_cpu_caching_allocator, launcher_rank,
+                            register_all_modules)
 
 
 def parse_args():
@@ -37,6 +47,12 @@ def parse_args():
         'specify, try to auto resume from the latest checkpoint '
         'in the work directory.')
     parser.add_argument(
+        '--overwrite-work-dir',
+        action='store_true',
+        help='start a new run even if the work dir holds the checkpoints of '
+        'another run (they are overwritten); without it such a run is '
+        'refused. A work dir in use by a live run is always refused.')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -57,6 +73,19 @@ def parse_args():
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
+
+
+def use_vitdense_hooks(cfg: Config) -> None:
+    """mmengine's ``CheckpointHook`` becomes ``AtomicCheckpointHook`` (same
+    arguments); a resumed run checks that its checkpoint holds training
+    state."""
+    checkpoint = cfg.get('default_hooks', {}).get('checkpoint')
+    if checkpoint is not None and checkpoint.get('type') in (
+            'CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook):
+        checkpoint['type'] = 'vitdense.AtomicCheckpointHook'
+    if cfg.get('resume', False):
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='vitdense.CheckpointCheckHook', training_state=True)]
 
 
 def main():
@@ -110,11 +139,20 @@ def main():
         cfg.resume = True
         cfg.load_from = args.resume
 
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
+    use_vitdense_hooks(cfg)
+
+    # Rank 0 locks the work dir; the other ranks write no checkpoints.
+    if launcher_rank(cfg.launcher) == 0:
+        lock = WorkDirLock(cfg.work_dir, resume=cfg.get('resume', False),
+                           overwrite=args.overwrite_work_dir)
     else:
-        runner = RUNNERS.build(cfg)
-    runner.train()
+        lock = contextlib.nullcontext()
+    with lock:
+        if 'runner_type' not in cfg:
+            runner = Runner.from_cfg(cfg)
+        else:
+            runner = RUNNERS.build(cfg)
+        runner.train()
 
 
 if __name__ == '__main__':
