@@ -4,6 +4,8 @@ Environment switches:
   VITDENSE_NO_EXT=1  install without the extension, on purpose;
   FORCE_CUDA=1       build the CUDA kernels even when no GPU is visible
                      (a CUDA toolkit and a CUDA build of torch are needed).
+The CUDA kernels, built when CUDA is present, run only with
+VITDENSE_CUDA_OPS=1 until they pass their tests on a GPU (vitdense.ops.info()).
 A failed extension build fails the install; it is never skipped silently.
 Build with ``pip install --no-build-isolation -e .`` so torch is visible.
 """

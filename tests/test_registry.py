@@ -1,8 +1,14 @@
 """A module registered once in vitdense builds from mmdet-, mmseg- and
-vitdense-scope configs."""
+vitdense-scope configs, without shadowing a name that mmdet, mmseg or the
+MMEngine root own."""
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.registry import DefaultScope
 from torch import nn
 
@@ -25,10 +31,9 @@ def probe_backbone():
 
     VITDENSE_MODELS.register_module(module=ProbeBackbone)
     yield ProbeBackbone
-    from mmdet.registry import MODELS as MMDET_MODELS
-    from mmseg.registry import MODELS as MMSEG_MODELS
-    for registry in (VITDENSE_MODELS, MMDET_MODELS, MMSEG_MODELS):
+    for registry in (VITDENSE_MODELS, ROOT_MODELS):
         registry._module_dict.pop('ProbeBackbone', None)
+    VITDENSE_MODELS._published.pop('ProbeBackbone', None)
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg', 'vitdense'])
@@ -96,3 +101,85 @@ def test_prefixed_name_and_existing_mmdet_names_are_kept():
 def test_register_all_modules_sets_vitdense_scope():
     register_all_modules(init_default_scope=True)
     assert DefaultScope.get_current_instance().scope_name == 'vitdense'
+
+
+def test_registration_writes_nothing_into_mmdet_or_mmseg(probe_backbone):
+    from mmdet.registry import MODELS as MMDET_MODELS
+    from mmseg.registry import MODELS as MMSEG_MODELS
+    assert 'ProbeBackbone' not in MMDET_MODELS.module_dict
+    assert 'ProbeBackbone' not in MMSEG_MODELS.module_dict
+    assert ROOT_MODELS.module_dict['ProbeBackbone'] is probe_backbone
+
+
+def test_force_replaces_what_vitdense_published(probe_backbone):
+    class NewProbe(probe_backbone):
+        pass
+
+    VITDENSE_MODELS.register_module(
+        name='ProbeBackbone', module=NewProbe, force=True)
+    assert ROOT_MODELS.get('ProbeBackbone') is NewProbe
+    assert VITDENSE_MODELS.get('ProbeBackbone') is NewProbe
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_mmcv_msda_is_not_shadowed_in_mmdet_and_mmseg_scopes(scope):
+    from mmcv.ops import MultiScaleDeformableAttention as MMCVMSDA
+    from vitdense.ops import MultiScaleDeformableAttention
+    register_all_modules(init_default_scope=False)
+    registry = {
+        'mmdet': __import__('mmdet.registry').registry.MODELS,
+        'mmseg': __import__('mmseg.registry').registry.MODELS,
+    }[scope]
+    cfg = dict(type='MultiScaleDeformableAttention', embed_dims=32,
+               num_heads=4)
+    with DefaultScope.overwrite_default_scope(scope):
+        assert type(registry.build(cfg)) is MMCVMSDA
+        assert isinstance(
+            registry.build(
+                dict(cfg, type='vitdense.MultiScaleDeformableAttention')),
+            MultiScaleDeformableAttention)
+    with DefaultScope.overwrite_default_scope('vitdense'):
+        assert isinstance(VITDENSE_MODELS.build(cfg),
+                          MultiScaleDeformableAttention)
+
+
+def test_import_order_neither_collides_nor_shadows(repo_root):
+    """vitdense imported before mmdet/mmseg: registering imports neither
+    mmdet.models nor mmseg.models, a vitdense name that mmdet registers later
+    does not break mmdet's import, and each scope gets its own class."""
+    code = textwrap.dedent("""
+        import sys
+        from torch import nn
+        import vitdense.ops
+        from vitdense.registry import MODELS
+        assert 'mmdet.models' not in sys.modules, 'mmdet imported'
+        assert 'mmseg.models' not in sys.modules, 'mmseg imported'
+
+        @MODELS.register_module()
+        class DINO(nn.Module):  # a name mmdet registers later
+            pass
+
+        @MODELS.register_module(name='ConvModule', force=True)
+        class Conv(nn.Module):  # force never takes the root's names
+            pass
+
+        from mmcv.cnn import ConvModule
+        assert MODELS.parent.get('ConvModule') is ConvModule
+        import mmdet.models, mmseg.models
+        from mmcv.ops import MultiScaleDeformableAttention as MMCVMSDA
+        from mmdet.registry import MODELS as MMDET
+        from mmseg.registry import MODELS as MMSEG
+        assert MMDET.get('DINO') is mmdet.models.DINO
+        assert MODELS.get('DINO') is DINO
+        assert MMDET.get('vitdense.DINO') is DINO
+        for registry in (MMDET, MMSEG, MODELS.parent):
+            msda = registry.get('MultiScaleDeformableAttention')
+            assert msda is MMCVMSDA, registry
+        assert MODELS.get('MultiScaleDeformableAttention') is \\
+            vitdense.ops.MultiScaleDeformableAttention
+        print('order ok')
+    """)
+    result = subprocess.run([sys.executable, '-c', code], cwd=repo_root,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'order ok' in result.stdout

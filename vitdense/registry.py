@@ -1,16 +1,25 @@
 """vitdense registries: children of the MMEngine roots under scope ``vitdense``.
 
 Built the way mmdet builds its own (``mmdet/registry.py``), with one addition:
-everything registered here is also published, under the same name, into the
-mmdet and mmseg registries of the same kind.  A backbone registered once is
-therefore buildable from a ``default_scope='mmdet'`` config, a
-``default_scope='mmseg'`` config and a ``default_scope='vitdense'`` config,
-without the ``vitdense.`` prefix (the prefix keeps working too).  A name that
-mmdet/mmseg already own is left to them; the vitdense class then stays
-reachable as ``vitdense.<Name>``.
+everything registered here is also registered, under the same name, in the
+parent MMEngine root registry (through its public ``register_module``, as
+mmcv registers its layers and ops), unless the root already holds the name.
+MMEngine looks a plain name up in the scope's own registry first and then in
+the root, so a module registered once is buildable by plain name from a
+``default_scope='mmdet'``, ``'mmseg'`` or ``'vitdense'`` config (the
+``vitdense.`` prefix keeps working too), and a name that mmdet, mmseg or the
+root own is never shadowed: mmdet's and mmseg's own names win in their scopes
+whenever they are registered, and the root's are left alone (the packages
+that register into the root, mmengine's runner and mmcv's layers, ops and
+transforms, are imported before the first publication, so a later import of
+theirs cannot collide). A vitdense class whose name is taken stays reachable
+as ``vitdense.<Name>``, e.g. ``vitdense.MultiScaleDeformableAttention``
+(``MultiScaleDeformableAttention`` is mmcv's in every scope but vitdense's).
+Nothing of mmdet or mmseg is imported or written to.
 """
+import functools
 import importlib
-from typing import Optional, Type
+from typing import Dict, Optional, Type
 
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -45,39 +54,40 @@ __all__ = [
     'TASK_UTILS', 'VISUALIZERS', 'VISBACKENDS'
 ]
 
-#: Downstream toolboxes whose registries mirror vitdense's.
-MIRRORED_SCOPES = ('mmdet', 'mmseg')
+#: Packages that register into the MMEngine root registries; imported before
+#: vitdense publishes a name there, so that their names are known first.
+ROOT_PACKAGES = ('mmengine.runner', 'mmcv.cnn', 'mmcv.ops', 'mmcv.transforms')
+
+
+@functools.lru_cache(maxsize=None)
+def _import_root_packages() -> None:
+    for package in ROOT_PACKAGES:
+        importlib.import_module(package)
 
 
 class MirroredRegistry(Registry):
-    """A :class:`Registry` that also publishes its modules to mmdet/mmseg."""
+    """A :class:`Registry` that also registers its modules in its parent (the
+    MMEngine root) under names the parent does not hold yet."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._published: Dict[str, Type] = {}  # name -> class, in the parent
 
     def _register_module(self,
                          module: Type,
                          module_name: Optional[str] = None,
                          force: bool = False) -> None:
         super()._register_module(module, module_name, force)
+        _import_root_packages()
         names = module_name or module.__name__
-        names = [names] if isinstance(names, str) else names
-        for target in self._mirror_targets():
-            for name in names:
-                if name not in target._module_dict or force:
-                    target._module_dict[name] = module
-
-    def _mirror_targets(self):
-        for scope in MIRRORED_SCOPES:
-            try:
-                package = importlib.import_module(f'{scope}.registry')
-            except ImportError:
-                continue
-            for value in vars(package).values():
-                if (isinstance(value, Registry) and value.scope == scope
-                        and value.parent is self.parent):
-                    # Load the target's own modules first, so that its names
-                    # win and its later registrations never collide.
-                    value.import_from_location()
-                    yield value
-                    break
+        for name in [names] if isinstance(names, str) else names:
+            owner = self.parent.module_dict.get(name)
+            # force replaces only what vitdense published itself
+            ours = self._published.get(name) is owner
+            if owner is None or (force and ours):
+                self.parent.register_module(name=name, module=module,
+                                            force=True)
+                self._published[name] = module
 
 
 def _child(name: str, parent: Registry, location: str) -> MirroredRegistry:
@@ -114,6 +124,6 @@ METRICS = _child('metric', MMENGINE_METRICS, 'vitdense.evaluation')
 EVALUATOR = _child('evaluator', MMENGINE_EVALUATOR, 'vitdense.evaluation')
 TASK_UTILS = _child('task util', MMENGINE_TASK_UTILS, 'vitdense.models')
 VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS,
-                     'vitdense.visualization')
+                     'vitdense.engine')
 VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS,
-                     'vitdense.visualization')
+                     'vitdense.engine')

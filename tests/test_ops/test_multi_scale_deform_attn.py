@@ -12,6 +12,12 @@ requires_cuda = pytest.mark.skipif(
     not torch.cuda.is_available() or not info()['cuda_compiled'],
     reason='needs a GPU and vitdense._C built with CUDA')
 
+
+@pytest.fixture
+def vitdense_cuda(monkeypatch):
+    """CUDA tensors run on vitdense's CUDA kernels, not mmcv's."""
+    monkeypatch.setenv('VITDENSE_CUDA_OPS', '1')
+
 # (bs, spatial shapes, queries, heads, channels per head, points)
 CASES = {
     'one_level': (1, [(6, 4)], 5, 1, 3, 2),
@@ -159,7 +165,7 @@ def _bad(name):
         'value': ('value', lambda: value.long()),
         'value_shape': ('value', lambda: value[0]),
         'sampling_locations': ('sampling_locations',
-                               lambda: locations.double()),
+                               lambda: locations.int()),
         'sampling_locations_shape': ('sampling_locations',
                                      lambda: locations[:, :, :1]),
         'attention_weights': ('attention_weights', lambda: weights[..., :1]),
@@ -211,7 +217,7 @@ def test_info_reports_the_cpu_kernel():
 @requires_cuda
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
 @pytest.mark.parametrize('case', sorted(CASES))
-def test_msda_cuda_forward_matches_reference(case, dtype):
+def test_msda_cuda_forward_matches_reference(case, dtype, vitdense_cuda):
     inputs = [t.cuda() for t in make_inputs(*CASES[case], dtype)]
     value, shapes, start, locations, weights = inputs
     expected = multi_scale_deformable_attn_pytorch(value, shapes, locations,
@@ -221,7 +227,7 @@ def test_msda_cuda_forward_matches_reference(case, dtype):
 
 
 @requires_cuda
-def test_msda_cuda_gradcheck_fp64():
+def test_msda_cuda_gradcheck_fp64(vitdense_cuda):
     value, shapes, start, locations, weights = [
         t.cuda() for t in make_inputs(2, [(4, 3), (2, 2), (1, 1)], 3, 2, 3,
                                       2, torch.float64)
@@ -234,7 +240,7 @@ def test_msda_cuda_gradcheck_fp64():
 
 @requires_cuda
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
-def test_msda_cuda_low_precision_close_to_fp32(dtype):
+def test_msda_cuda_low_precision_close_to_fp32(dtype, vitdense_cuda):
     inputs = [
         t.cuda() for t in make_inputs(*CASES['four_levels_non_square_1x1'],
                                       torch.float32)
@@ -248,6 +254,27 @@ def test_msda_cuda_low_precision_close_to_fp32(dtype):
         expected,
         rtol=1e-2,
         atol=1e-2)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or info()['cuda'][
+        'multi_scale_deformable_attn'] != 'mmcv',
+    reason="needs a GPU and mmcv's CUDA ops")
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_msda_cuda_default_is_mmcv_and_matches_reference(dtype, monkeypatch):
+    monkeypatch.delenv('VITDENSE_CUDA_OPS', raising=False)
+    inputs = [
+        t.cuda() for t in make_inputs(*CASES['four_levels_non_square_1x1'],
+                                      torch.float32)
+    ]
+    value, shapes, start, locations, weights = inputs
+    expected = multi_scale_deformable_attn_pytorch(value, shapes, locations,
+                                                   weights)
+    output = multi_scale_deformable_attn(value.to(dtype), shapes, start,
+                                         locations, weights)
+    assert output.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(output.float(), expected, rtol=tol, atol=tol)
 
 
 # ----------------------------------------------------------------- module
@@ -336,8 +363,11 @@ def test_module_value_proj_ratio_shrinks_value_proj():
 
 
 def test_module_is_built_by_type_from_the_registry():
+    from mmengine.registry import DefaultScope
+
     from vitdense.registry import MODELS
-    module = MODELS.build(
-        dict(type='MultiScaleDeformableAttention', embed_dims=32,
-             num_heads=4))
+    with DefaultScope.overwrite_default_scope('vitdense'):
+        module = MODELS.build(
+            dict(type='MultiScaleDeformableAttention', embed_dims=32,
+                 num_heads=4))
     assert isinstance(module, MultiScaleDeformableAttention)

@@ -1,5 +1,5 @@
 """vitdense's compiled ops, their PyTorch references and modules."""
-from typing import Dict, Optional, Union
+from typing import Any, Dict
 
 import torch
 
@@ -18,24 +18,28 @@ __all__ = [
     'multi_scale_deformable_attn_pytorch'
 ]
 
+_OPS = ('multi_scale_deformable_attn', 'box_relation_bias')
 
-def info() -> Dict[str, Union[bool, str, Optional[str]]]:
-    """Which backends are live.
 
-    Returns a dict: ``extension`` (``vitdense._C`` imported), ``cpu`` and
-    ``cuda`` (``'kernel'``, ``'reference'`` or, for CUDA without a visible
-    GPU, ``'no device'``), and ``error`` (why ``vitdense._C`` failed to load,
-    else None).
+def info() -> Dict[str, Any]:
+    """Which backend runs each op, per device, and why.
+
+    Returns a dict: ``extension`` (``vitdense._C`` imported), ``error`` (why
+    it failed to load, else None), ``cuda_compiled`` (it has CUDA kernels),
+    ``gpu`` (torch sees a GPU), ``cpu`` (``'kernel'`` or ``'reference'``),
+    ``cuda`` (op name -> ``'kernel'``, ``'mmcv'`` or ``'reference'``: what
+    CUDA tensors would run on, GPU or not) and ``why`` (device -> reason).
+    vitdense's CUDA kernels run only with ``VITDENSE_CUDA_OPS=1`` (see
+    :mod:`vitdense.ops._ext`).
     """
-    cuda_built = _ext.ext is not None and _ext.ext.with_cuda()
-    if not torch.cuda.is_available():
-        cuda = 'no device'
-    else:
-        cuda = 'kernel' if cuda_built else 'reference'
+    cpu, cpu_why = _ext.backend(_OPS[0], torch.device('cpu'))
+    cuda = {op: _ext.backend(op, torch.device('cuda')) for op in _OPS}
     return {
         'extension': _ext.ext is not None,
-        'cpu': 'kernel' if _ext.ext is not None else 'reference',
-        'cuda': cuda,
-        'cuda_compiled': cuda_built,
         'error': _ext.load_error,
+        'cuda_compiled': _ext.ext is not None and _ext.ext.with_cuda(),
+        'gpu': torch.cuda.is_available(),
+        'cpu': cpu,
+        'cuda': {op: name for op, (name, _) in cuda.items()},
+        'why': {'cpu': cpu_why, 'cuda': cuda[_OPS[0]][1]},
     }

@@ -1,6 +1,17 @@
-"""Loads the compiled ops ``vitdense._C`` once and reports which are live."""
+"""Loads the compiled ops ``vitdense._C`` once and decides, per op and
+device, which backend runs.
+
+CPU tensors run on ``vitdense._C``'s CPU kernels (the PyTorch reference when
+the extension is missing). vitdense's CUDA kernels have not yet passed their
+tests on a GPU, so CUDA tensors run on them only when the environment says
+``VITDENSE_CUDA_OPS=1``; otherwise multi-scale deformable attention runs on
+mmcv's CUDA kernel (the one mmdet's models use) and ops that mmcv lacks (the
+relation bias) on the PyTorch reference.
+"""
+import functools
+import os
 import warnings
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -11,28 +22,65 @@ except ImportError as error:  # built with VITDENSE_NO_EXT=1, or not built
     ext = None
     load_error = f'{type(error).__name__}: {error}'
 
+#: Environment switch that sends CUDA tensors to vitdense's CUDA kernels.
+CUDA_OPT_IN = 'VITDENSE_CUDA_OPS'
+#: Ops that mmcv also implements on CUDA.
+MMCV_CUDA_OPS = ('multi_scale_deformable_attn', )
+
 _warned = set()
 
 
-def has_kernel(device: torch.device) -> bool:
-    """Whether ``vitdense._C`` has a kernel for tensors on ``device``."""
-    if ext is None:
+def cuda_opted_in() -> bool:
+    """Whether ``VITDENSE_CUDA_OPS=1`` is set (read at every call)."""
+    return os.environ.get(CUDA_OPT_IN, '0') == '1'
+
+
+@functools.lru_cache(maxsize=None)
+def mmcv_has_cuda_ops() -> bool:
+    """Whether mmcv's compiled ops were built with CUDA."""
+    try:
+        from mmcv.ops import get_compiling_cuda_version
+        return get_compiling_cuda_version() != 'not available'
+    except (ImportError, AttributeError):
         return False
+
+
+def backend(op: str, device: torch.device) -> Tuple[str, str]:
+    """The backend that runs ``op`` on ``device`` tensors, and why.
+
+    Returns ``(name, reason)`` with name ``'kernel'`` (``vitdense._C``),
+    ``'mmcv'`` (mmcv's CUDA kernel) or ``'reference'`` (PyTorch).
+    """
+    if device.type == 'cuda':
+        if ext is not None and ext.with_cuda() and cuda_opted_in():
+            return 'kernel', f"vitdense._C's CUDA kernels ({CUDA_OPT_IN}=1)"
+        if not cuda_opted_in():
+            reason = (f"vitdense's CUDA kernels are not verified on a GPU "
+                      f'yet; {CUDA_OPT_IN}=1 uses them')
+        elif ext is None:
+            reason = (f'{CUDA_OPT_IN}=1 but vitdense._C is not importable '
+                      f'({load_error})')
+        else:
+            reason = f'{CUDA_OPT_IN}=1 but vitdense._C has no CUDA kernels'
+        if op in MMCV_CUDA_OPS and mmcv_has_cuda_ops():
+            return 'mmcv', reason
+        return 'reference', reason
+    if ext is None:
+        return 'reference', f'vitdense._C is not importable ({load_error})'
     if device.type == 'cpu':
-        return True
-    return device.type == 'cuda' and ext.with_cuda()
+        return 'kernel', "vitdense._C's CPU kernels"
+    return 'reference', f'vitdense._C has no {device.type} kernels'
 
 
-def warn_fallback(op: str, device: torch.device) -> None:
+def warn_fallback(op: str, device: torch.device, reason: str) -> None:
     """Warn once per (op, device type) that the reference path is used."""
     key = (op, device.type)
     if key in _warned:
         return
     _warned.add(key)
-    reason = (f'vitdense._C is not importable ({load_error})'
-              if ext is None else
-              f'vitdense._C was built without {device.type} kernels')
+    hint = ('' if device.type == 'cuda' else
+            ' Rebuild with `pip install --no-build-isolation -e .`.')
     warnings.warn(
-        f'vitdense.ops.{op}: {reason}; using the slow PyTorch reference. '
-        'Rebuild with `pip install --no-build-isolation -e .`.',
+        f'vitdense.ops.{op} on {device.type}: {reason}; the slow PyTorch '
+        f'reference runs.{hint}',
         stacklevel=3)

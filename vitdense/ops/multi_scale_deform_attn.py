@@ -7,7 +7,9 @@ multi_scale_deform_attn``): bilinear sampling with zero padding and
 ``align_corners=False``. Differences from mmcv: the compiled kernel also runs
 on CPU (mmcv falls back to ``grid_sample`` there), supports bf16/fp16 with
 fp32 accumulation, needs no ``im2col_step``, and its CPU backward is
-deterministic.
+deterministic. CUDA tensors run on mmcv's CUDA kernel unless
+``VITDENSE_CUDA_OPS=1`` (vitdense's CUDA kernel is not verified on a GPU
+yet).
 """
 import math
 from typing import Optional, Tuple
@@ -86,13 +88,10 @@ def _check_args(value: Tensor, spatial_shapes: Tensor,
     for name, tensor in tensors.items():
         if not isinstance(tensor, Tensor):
             raise ValueError(f'{name} must be a Tensor, got {type(tensor)}')
-    if value.dtype not in _FLOAT_DTYPES:
-        raise ValueError(f'value must be float16/bfloat16/float32/float64, '
-                         f'got {value.dtype}')
-    for name in ('sampling_locations', 'attention_weights'):
-        if tensors[name].dtype != value.dtype:
-            raise ValueError(f'{name} must have the dtype of value '
-                             f'({value.dtype}), got {tensors[name].dtype}')
+    for name in ('value', 'sampling_locations', 'attention_weights'):
+        if tensors[name].dtype not in _FLOAT_DTYPES:
+            raise ValueError(f'{name} must be float16/bfloat16/float32/'
+                             f'float64, got {tensors[name].dtype}')
     for name in ('spatial_shapes', 'level_start_index'):
         if tensors[name].dtype.is_floating_point or tensors[
                 name].dtype.is_complex or tensors[name].dtype == torch.bool:
@@ -162,16 +161,48 @@ class _MSDAFunction(Function):
         return grad_value, None, None, grad_loc, grad_attn
 
 
+def _mmcv_cuda(value: Tensor, spatial_shapes: Tensor,
+               level_start_index: Tensor, sampling_locations: Tensor,
+               attention_weights: Tensor) -> Tensor:
+    """mmcv's CUDA kernel (fp16/fp32/fp64; bf16 runs in fp32), with the
+    whole batch as one im2col step (always a divisor of the batch)."""
+    from mmcv.ops.multi_scale_deform_attn import \
+        MultiScaleDeformableAttnFunction
+    dtype = value.dtype
+    if dtype == torch.bfloat16:
+        value, sampling_locations, attention_weights = (
+            value.float(), sampling_locations.float(),
+            attention_weights.float())
+    output = MultiScaleDeformableAttnFunction.apply(
+        value.contiguous(), spatial_shapes, level_start_index,
+        sampling_locations.contiguous(), attention_weights.contiguous(),
+        value.shape[0])
+    return output.to(dtype)
+
+
 def multi_scale_deformable_attn(value: Tensor, spatial_shapes: Tensor,
                                 level_start_index: Tensor,
                                 sampling_locations: Tensor,
                                 attention_weights: Tensor) -> Tensor:
     """Multi-scale deformable attention with vitdense's kernels.
 
-    Same result as :func:`multi_scale_deformable_attn_pytorch`; the compiled
-    kernel for the tensors' device is used, the reference only when
-    ``vitdense._C`` lacks one (with a one-time warning). Non-contiguous
-    inputs are copied to contiguous ones.
+    Same result as :func:`multi_scale_deformable_attn_pytorch`. CPU tensors
+    run on ``vitdense._C``'s kernel; CUDA tensors on mmcv's CUDA kernel
+    unless ``VITDENSE_CUDA_OPS=1`` (see :mod:`vitdense.ops._ext`); the
+    reference runs where neither exists (with a one-time warning).
+    Non-contiguous inputs are copied to contiguous ones.
+
+    Mixed dtypes (as under ``torch.autocast``, where ``value`` comes out of
+    a linear layer in bf16/fp16 while the sampling locations, sums of fp32
+    reference points and offsets, stay fp32) are computed in the widest of
+    the three dtypes and the result is returned in ``value``'s dtype. mmcv's
+    CPU path computes in fp32 too (autocast runs ``grid_sample`` in fp32);
+    its CUDA function instead rounds the locations to ``value``'s dtype,
+    which in bf16 moves a point by up to 2**-9 of the map width (0.2 px on a
+    100 px wide level), so vitdense keeps them exact at the cost of an fp32
+    copy of ``value``. Inputs of one low-precision dtype run in it,
+    accumulating in fp32 (vitdense's kernels; mmcv's CUDA kernel has no bf16
+    and runs it in fp32).
 
     Args:
         value (Tensor): (bs, num_keys, num_heads, head_dims).
@@ -184,7 +215,7 @@ def multi_scale_deformable_attn(value: Tensor, spatial_shapes: Tensor,
             num_points).
 
     Returns:
-        Tensor: (bs, num_queries, num_heads * head_dims).
+        Tensor: (bs, num_queries, num_heads * head_dims), ``value``'s dtype.
 
     Raises:
         ValueError: naming the argument that has a wrong type, dtype,
@@ -193,15 +224,28 @@ def multi_scale_deformable_attn(value: Tensor, spatial_shapes: Tensor,
     spatial_shapes, level_start_index = _check_args(
         value, spatial_shapes, level_start_index, sampling_locations,
         attention_weights)
-    if not _ext.has_kernel(value.device):
-        _ext.warn_fallback('multi_scale_deformable_attn', value.device)
-        return multi_scale_deformable_attn_pytorch(value, spatial_shapes,
-                                                   sampling_locations,
-                                                   attention_weights)
-    return _MSDAFunction.apply(value.contiguous(), spatial_shapes,
-                               level_start_index,
-                               sampling_locations.contiguous(),
-                               attention_weights.contiguous())
+    dtype = value.dtype
+    compute = torch.promote_types(
+        torch.promote_types(dtype, sampling_locations.dtype),
+        attention_weights.dtype)
+    inputs = (value.to(compute), sampling_locations.to(compute),
+              attention_weights.to(compute))
+    name, reason = _ext.backend('multi_scale_deformable_attn', value.device)
+    if name == 'mmcv':
+        output = _mmcv_cuda(inputs[0], spatial_shapes, level_start_index,
+                            *inputs[1:])
+    elif name == 'reference':
+        _ext.warn_fallback('multi_scale_deformable_attn', value.device,
+                           reason)
+        output = multi_scale_deformable_attn_pytorch(inputs[0],
+                                                     spatial_shapes,
+                                                     *inputs[1:])
+    else:
+        output = _MSDAFunction.apply(inputs[0].contiguous(), spatial_shapes,
+                                     level_start_index,
+                                     inputs[1].contiguous(),
+                                     inputs[2].contiguous())
+    return output.to(dtype)
 
 
 @MODELS.register_module()

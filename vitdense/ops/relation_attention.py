@@ -130,10 +130,6 @@ def _check_args(src_boxes: Tensor, tgt_boxes: Tensor, weight: Tensor,
         if tensor.device != src_boxes.device:
             raise ValueError(f'{name} is on {tensor.device} but src_boxes '
                              f'is on {src_boxes.device}')
-    for name in ('tgt_boxes', 'weight', 'bias'):
-        if tensors[name].dtype != src_boxes.dtype:
-            raise ValueError(f'{name} must have the dtype of src_boxes '
-                             f'({src_boxes.dtype}), got {tensors[name].dtype}')
     if num_pos_feats <= 0 or num_pos_feats % 2:
         raise ValueError('num_pos_feats must be a positive even number, '
                          f'got {num_pos_feats}')
@@ -165,8 +161,12 @@ def box_relation_bias(src_boxes: Tensor,
     """Fused Relation-DETR position relation bias.
 
     Equals :func:`box_relation_bias_pytorch` (up to float rounding) without
-    materialising the (B, N, M, 4 * num_pos_feats) embedding. fp16/bf16
-    inputs are computed in fp32 and cast back.
+    materialising the (B, N, M, 4 * num_pos_feats) embedding. The inputs
+    may have different float dtypes (boxes in bf16 and fp32 weights under
+    ``torch.autocast``): the result has the widest of them; the kernel
+    computes fp16/bf16 in fp32. CUDA tensors run on the kernel only with
+    ``VITDENSE_CUDA_OPS=1``, else on the reference (mmcv has no such op;
+    see :mod:`vitdense.ops._ext`).
 
     Args:
         src_boxes (Tensor): (B, N, 4) cxcywh; no gradient flows to boxes.
@@ -189,15 +189,18 @@ def box_relation_bias(src_boxes: Tensor,
             shape.
     """
     _check_args(src_boxes, tgt_boxes, weight, bias, num_pos_feats)
-    if not _ext.has_kernel(src_boxes.device):
-        _ext.warn_fallback('box_relation_bias', src_boxes.device)
-        output = box_relation_bias_pytorch(src_boxes, tgt_boxes, weight,
-                                           bias, temperature, scale,
-                                           num_pos_feats)
+    dtype = src_boxes.dtype
+    for tensor in (tgt_boxes, weight, bias):
+        dtype = torch.promote_types(dtype, tensor.dtype)
+    name, reason = _ext.backend('box_relation_bias', src_boxes.device)
+    if name != 'kernel':
+        _ext.warn_fallback('box_relation_bias', src_boxes.device, reason)
+        output = box_relation_bias_pytorch(
+            src_boxes.to(dtype), tgt_boxes.to(dtype), weight.to(dtype),
+            bias.to(dtype), temperature, scale, num_pos_feats)
         if blocked is not None:
             output = output.masked_fill(blocked, float('-inf'))
         return output
-    dtype = src_boxes.dtype
     compute = dtype if dtype == torch.float64 else torch.float32
     dim_t = _dim_t(num_pos_feats, temperature, compute, src_boxes.device)
     output = _RelationFunction.apply(
