@@ -14,8 +14,15 @@ and the stage outputs before downsampling (hooks on
 
 ``official_swin_keys.json``: key -> shape of the official T/S/B/L models
 (window 7, 224), for strict layout checks.
+
+Small-map fixtures (``tests/data/swin/README.md``), both from a 3-stage model
+(embed_dim 8, depths [2,2,2], num_heads [1,2,4], window 4, mlp_ratio 4),
+batch 2: ``official_swin_cls_small_map.pth``: the classification model at
+64x64 (stage 3 is one 4x4 window: no shift);
+``official_swin_det_small_map.pth``: the official detection backbone
+(Swin-Transformer-Object-Detection c7b2011) on 61x45 (stage 3 is 4x3: shifted
+anyway, padded), with its ``norm{i}``.
 """
-import importlib
 import json
 import os.path as osp
 from unittest import mock
@@ -32,6 +39,8 @@ DATA = osp.join(osp.dirname(__file__), '..', '..', 'data', 'swin')
 FIXTURE = osp.join(DATA, 'official_swin_tiny.pth')
 TINY = dict(embed_dims=8, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4),
             window_size=2, pretrain_img_size=128, drop_path_rate=0.)
+SMALL_MAP = dict(embed_dims=8, depths=(2, 2, 2), num_heads=(1, 2, 4),
+                 window_size=4, out_indices=(0, 1, 2), drop_path_rate=0.)
 
 
 def test_swin_matches_official_model():
@@ -68,47 +77,10 @@ def test_swin_variant_loads_official_key_layout(arch):
     }
 
 
-@pytest.mark.parametrize('hw', [(224, 224), (225, 319), (97, 131)])
-def test_swin_accepts_any_input_size(hw):
-    model = SwinTransformer(
-        embed_dims=8, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4)).eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, *hw))
-    for i, (out, stride) in enumerate(zip(outs, (4, 8, 16, 32))):
-        assert out.shape == (1, 8 * 2**i, -(-hw[0] // stride),
-                             -(-hw[1] // stride))
-
-
-def test_swin_gradients_reach_every_parameter():
-    model = SwinTransformer(**TINY)
-    model.init_weights()
-    model.train()
-    # 128: the last stage (4x4) holds several windows; at 2x2 a shifted
-    # window's mask leaves one key per query and the bias gets no gradient
-    outs = model(torch.randn(2, 3, 128, 128))
-    sum(o.square().mean() for o in outs).backward()
-    no_grad = [n for n, p in model.named_parameters()
-               if p.grad is None or not p.grad.abs().sum() > 0]
-    assert no_grad == []
-
-
 def test_swin_arch_can_be_overridden():
     model = SwinTransformer(arch='t', depths=(1, 1, 1, 1), window_size=4)
     assert model.num_features == [96, 192, 384, 768]
     assert [len(s.blocks) for s in model.stages] == [1, 1, 1, 1]
-
-
-@pytest.mark.parametrize('scope', ['mmdet', 'mmseg', 'vitdense'])
-def test_swin_builds_from_every_scope(scope):
-    from mmengine.registry import DefaultScope
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    cfg = dict(type='vitdense.SwinTransformer', **TINY)
-    with DefaultScope.overwrite_default_scope(scope):
-        assert type(registry.build(cfg)) is SwinTransformer
-    if scope == 'vitdense':
-        with DefaultScope.overwrite_default_scope(scope):
-            cfg['type'] = 'SwinTransformer'
-            assert type(registry.build(cfg)) is SwinTransformer
 
 
 def test_swin_converter_tool_output_loads_in_vitdense_and_mmdet(tmp_path):
@@ -168,3 +140,86 @@ def test_swin_tiny_config_trains(config, data, request, tmp_path):
 def test_swin_eval_returns_the_module():
     model = SwinTransformer(**TINY)
     assert model.eval() is model and not model.training
+
+
+def _small_map_model(fixture: str, **kwargs):
+    data = torch.load(osp.join(DATA, fixture))
+    model = SwinTransformer(**SMALL_MAP, **kwargs)
+    load_swin_state_dict(model, convert_swin(data))
+    return data, model.eval()
+
+
+def _max_diffs(outs, refs):
+    assert [o.shape for o in outs] == [r.shape for r in refs]
+    return [(o.double() - r.double()).abs().max().item()
+            for o, r in zip(outs, refs)]
+
+
+def test_swin_small_maps_cls_matches_official_classification_model():
+    data, model = _small_map_model('official_swin_cls_small_map.pth',
+                                   small_maps='cls')
+    for i in range(3):  # the classification model has no per-output norms
+        setattr(model, f'norm{i}', torch.nn.Identity())
+    with torch.no_grad():
+        assert max(_max_diffs(model(data['input']), data['outputs'])) <= 1e-4
+        model.stages[2].blocks[1].attn.small_maps = 'det'  # shifts: differs
+        assert _max_diffs(model(data['input']), data['outputs'])[2] > 1e-2
+    data, model = _small_map_model('official_swin_det_small_map.pth',
+                                   small_maps='cls')
+    with torch.no_grad():  # and differs from the detection code there
+        assert _max_diffs(model(data['input']), data['outputs'])[2] > 1e-2
+
+
+def test_swin_default_matches_official_detection_backbone_on_small_maps():
+    data, model = _small_map_model('official_swin_det_small_map.pth')
+    with torch.no_grad():
+        assert max(_max_diffs(model(data['input']), data['outputs'])) <= 1e-4
+
+
+def test_swin_cls_window_smaller_than_table_reads_its_offsets():
+    """A 4x4 map under a window of 7 is one 4x4 window whose bias is the
+    table's entries for offsets -3..3, i.e. a window-4 attention holding the
+    central 7x7 of the 13x13 table."""
+    model = SwinTransformer(embed_dims=8, depths=(2, 2, 2, 2),
+                            num_heads=(1, 2, 2, 4), window_size=7,
+                            small_maps='cls').eval()
+    attn = model.stages[0].blocks[1].attn  # a shifted block
+    torch.nn.init.normal_(attn.w_msa.relative_position_bias_table)
+    ref = SwinTransformer(embed_dims=8, depths=(2, 2, 2, 2),
+                          num_heads=(1, 2, 2, 4), window_size=4).eval()
+    ref_attn = ref.stages[0].blocks[0].attn  # unshifted, window 4
+    state = attn.state_dict()
+    state['w_msa.relative_position_bias_table'] = \
+        attn.w_msa.relative_position_bias_table.detach().view(
+            13, 13, -1)[3:10, 3:10].reshape(49, -1)
+    state['w_msa.relative_position_index'] = \
+        ref_attn.state_dict()['w_msa.relative_position_index']
+    ref_attn.load_state_dict(state)
+    x = torch.randn(2, 16, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x, (4, 4)), ref_attn(x, (4, 4)))
+        x = torch.randn(2, 4 * 9, 8)  # a 4x9 map: 4x4 windows, padded
+        torch.testing.assert_close(attn(x, (4, 9)), ref_attn(x, (4, 9)))
+
+
+def test_swin_small_maps_must_be_known():
+    with pytest.raises(ValueError, match="small_maps must be 'det' or 'cls'"):
+        SwinTransformer(**TINY, small_maps='classification')
+
+
+@pytest.mark.parametrize('kwargs', [{}, dict(small_maps='cls')],
+                         ids=['det', 'cls'])
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-5),
+                                       (torch.bfloat16, 0.1)],
+                         ids=['fp64', 'bf16'])
+def test_swin_runs_in_pure_dtype(kwargs, dtype, tol):
+    """module.to(dtype) with an input of that dtype runs (mmdet's fp32 shift
+    mask broke bf16) and matches fp32; bf16 loosely (8 mantissa bits)."""
+    data, model = _small_map_model('official_swin_det_small_map.pth',
+                                   **kwargs)
+    with torch.no_grad():
+        refs = model(data['input'])
+        outs = model.to(dtype)(data['input'].to(dtype))
+    assert all(o.dtype == dtype for o in outs)
+    for o, r in zip(outs, refs):
+        assert (o.float() - r).abs().max() <= tol * r.abs().max()

@@ -9,9 +9,13 @@ detection/segmentation flavour ``models/crossformer_backbone_det.py``.
 
 Differences from the official code:
 
-* any input size: the image is padded to a multiple of 4 and odd maps are
-  padded before each patch merging (outputs are ``ceil(H / stride)``); the
-  official code asserts even sizes, i.e. inputs divisible by 32;
+* any input size. Where the official code runs, its grid is kept: its
+  stride-4 embedding floors (``floor(H / 4)`` rows) and every merged map must
+  be even, so it accepts sizes with ``floor(H / 4)`` divisible by
+  ``2 ** (stages - 1)``, i.e. ``32k .. 32k + 3`` for four stages. Along an
+  axis of any other size, where it fails, the image is padded to a multiple of
+  4 and odd maps are padded before each merging (outputs are
+  ``ceil(H / stride)`` there);
 * the short/long (SDA/LDA) choice and the group size for maps smaller than a
   group are decided per forward from that input's size and never stored (the
   official blocks permanently switch ``lsda_flag`` to SDA after one small
@@ -30,12 +34,17 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 
-from vitdense.models.backbones._weights import (
-    init_linear_and_layer_norm, load_pretrained_strictly)
+from vitdense.models.backbones._builder import (FrozenStagesMixin,
+                                                init_linear_and_layer_norm,
+                                                load_pretrained,
+                                                maybe_checkpoint,
+                                                resolve_arch,
+                                                unwrap_checkpoint)
+from vitdense.models.backbones._empty_batch import empty_batch_safe
+from vitdense.models.layers.mlp import Mlp
 from vitdense.registry import MODELS
 
 __all__ = ['CrossFormer', 'checkpoint_filter_fn']
@@ -102,10 +111,12 @@ class GroupAttention(nn.Module):
 
     def position_bias(self, gh: int, gw: int,
                       device: torch.device) -> torch.Tensor:
+        # the offsets take the DPB's dtype (small integers: exact in bf16)
         offsets = torch.stack(torch.meshgrid(
             torch.arange(1 - gh, gh, device=device),
             torch.arange(1 - gw, gw, device=device),
-            indexing='ij')).flatten(1).transpose(0, 1).float()  # ((2G-1)^2, 2)
+            indexing='ij')).flatten(1).transpose(0, 1).to(
+                self.pos.pos_proj.weight.dtype)  # ((2G-1)^2, 2)
         coords = torch.stack(torch.meshgrid(
             torch.arange(gh, device=device),
             torch.arange(gw, device=device),
@@ -129,18 +140,6 @@ class GroupAttention(nn.Module):
             attn = attn.view(bg, self.num_heads, n, n)
         x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(bg, n, c)
         return self.proj(x)
-
-
-class Mlp(nn.Module):
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class CrossFormerBlock(nn.Module):
@@ -249,12 +248,18 @@ class PatchMerging(nn.Module):
 
 class PatchEmbed(nn.Module):
     """Cross-scale embedding: convs of kernels ``patch_sizes`` with the stride
-    of the first, concatenated, then LN. The image is padded to that stride."""
+    of the first, concatenated, then LN.
+
+    Along each axis, the official grid ``floor(n / stride)`` is used where the
+    official code runs (that count divisible by ``2 ** num_merges``: every
+    merged map even); elsewhere the image is padded to the stride (``ceil``).
+    """
 
     def __init__(self, in_channels: int, embed_dims: int,
-                 patch_sizes: Sequence[int]) -> None:
+                 patch_sizes: Sequence[int], num_merges: int) -> None:
         super().__init__()
         self.stride = patch_sizes[0]
+        self.num_merges = num_merges
         self.projs = nn.ModuleList()
         for j, ps in enumerate(patch_sizes):
             last = j == len(patch_sizes) - 1
@@ -266,9 +271,11 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor
                 ) -> Tuple[torch.Tensor, Tuple[int, int]]:
-        h, w = x.shape[-2:]
         s = self.stride
-        x = F.pad(x, (0, (s - w % s) % s, 0, (s - h % s) % s))
+        pad_h, pad_w = (
+            0 if n // s and (n // s) % 2**self.num_merges == 0 else
+            (s - n % s) % s for n in x.shape[-2:])
+        x = F.pad(x, (0, pad_w, 0, pad_h))
         x = torch.cat([p(x) for p in self.projs], dim=1)
         hw = (x.shape[2], x.shape[3])
         return self.norm(x.flatten(2).transpose(1, 2)), hw
@@ -296,10 +303,7 @@ class Stage(nn.Module):
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> tuple:
         for blk in self.blocks:
-            if self.with_cp and torch.is_grad_enabled():
-                x = cp.checkpoint(blk, x, hw, use_reentrant=False)
-            else:
-                x = blk(x, hw)
+            x = maybe_checkpoint(blk, x, hw, enabled=self.with_cp)
         b, _, c = x.shape
         feat = x.transpose(1, 2).reshape(b, c, *hw)  # (B, C, H, W)
         if self.downsample is not None:
@@ -308,7 +312,7 @@ class Stage(nn.Module):
 
 
 @MODELS.register_module()
-class CrossFormer(BaseModule):
+class CrossFormer(FrozenStagesMixin, BaseModule):
     """CrossFormer / CrossFormer++ backbone.
 
     Args:
@@ -352,15 +356,8 @@ class CrossFormer(BaseModule):
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if isinstance(arch, str):
-            if arch.lower() not in ARCH_SETTINGS:
-                raise KeyError(f'Unknown CrossFormer arch {arch!r}; choose '
-                               f'from {sorted(ARCH_SETTINGS)} or pass a dict.')
-            arch = ARCH_SETTINGS[arch.lower()]
-        arch = dict(arch)
-        missing = set(ARCH_SETTINGS['s']) - set(arch)
-        if missing:
-            raise KeyError(f'CrossFormer arch dict lacks {sorted(missing)}')
+        arch = resolve_arch(arch, ARCH_SETTINGS, ARCH_SETTINGS['s'],
+                            'CrossFormer')
         if group_size is not None:
             arch['group_size'] = list(group_size)
         if interval is not None:
@@ -378,7 +375,7 @@ class CrossFormer(BaseModule):
         self.frozen_stages = frozen_stages
 
         self.patch_embed = PatchEmbed(in_channels, arch['embed_dims'],
-                                      patch_sizes)
+                                      patch_sizes, self.num_stages - 1)
         dpr = torch.linspace(0, drop_path_rate, sum(depths),
                              device='cpu').tolist()
         self.layers = nn.ModuleList()
@@ -399,24 +396,13 @@ class CrossFormer(BaseModule):
         self._freeze_stages()
 
     def init_weights(self) -> None:
-        if not load_pretrained_strictly(self, checkpoint_filter_fn):
+        if not load_pretrained(self, checkpoint_filter_fn):
             init_linear_and_layer_norm(self)  # the official init
 
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        modules = [self.patch_embed] + \
-            [self.layers[i] for i in range(self.frozen_stages)]
-        for m in modules:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
+    def _frozen_parts(self) -> list:
+        return [self.patch_embed, *self.layers[:self.frozen_stages]]
 
-    def train(self, mode: bool = True) -> 'CrossFormer':
-        super().train(mode)
-        self._freeze_stages()
-        return self
-
+    @empty_batch_safe
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x, hw = self.patch_embed(x)  # (B, H/4 * W/4, C)
         outs = []
@@ -441,19 +427,8 @@ def checkpoint_filter_fn(checkpoint: dict,
     stored ``biases``/``relative_position_index``/``attn_mask`` buffers of the
     old-branch checkpoints. ``model`` is accepted for timm-style symmetry.
     """
-    state_dict = checkpoint
-    for wrapper in ('state_dict', 'model'):
-        if isinstance(state_dict, dict) and wrapper in state_dict and \
-                isinstance(state_dict[wrapper], dict):
-            state_dict = state_dict[wrapper]
-            break
-    state_dict = {(k[7:] if k.startswith('module.') else k): v
-                  for k, v in state_dict.items()}
-    if any(k.startswith('backbone.') for k in state_dict):
-        state_dict = {k[9:]: v for k, v in state_dict.items()
-                      if k.startswith('backbone.')}
     out = OrderedDict()
-    for k, v in state_dict.items():
+    for k, v in unwrap_checkpoint(checkpoint).items():
         if k.startswith(('head.', 'norm.', 'absolute_pos_embed')) or \
                 k.endswith(_DROP_SUFFIXES):
             continue

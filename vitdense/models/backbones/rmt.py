@@ -26,14 +26,17 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from vitdense.models.backbones._weights import (
-    init_linear_and_layer_norm, load_pretrained_strictly)
+from vitdense.models.backbones._builder import (FrozenStagesMixin,
+                                                init_linear_and_layer_norm,
+                                                load_pretrained,
+                                                maybe_checkpoint,
+                                                resolve_arch,
+                                                unwrap_checkpoint)
+from vitdense.models.backbones._empty_batch import empty_batch_safe
 from vitdense.registry import MODELS
 
 __all__ = ['RMT', 'checkpoint_filter_fn']
@@ -279,16 +282,13 @@ class RMTStage(nn.Module):
         _, h, w, _ = x.shape
         rel_pos = self.rel_pos(h, w, self.decomposed)
         for blk in self.blocks:
-            if self.with_cp and torch.is_grad_enabled():
-                x = cp.checkpoint(blk, x, rel_pos, use_reentrant=False)
-            else:
-                x = blk(x, rel_pos)
+            x = maybe_checkpoint(blk, x, rel_pos, enabled=self.with_cp)
         x_down = self.downsample(x) if self.downsample is not None else None
         return x, x_down
 
 
 @MODELS.register_module()
-class RMT(BaseModule):
+class RMT(FrozenStagesMixin, BaseModule):
     """RMT backbone (Retentive Networks Meet Vision Transformers).
 
     Args:
@@ -326,15 +326,7 @@ class RMT(BaseModule):
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if isinstance(arch, str):
-            if arch.lower() not in ARCH_SETTINGS:
-                raise KeyError(f'Unknown RMT arch {arch!r}; choose from '
-                               f'{sorted(ARCH_SETTINGS)} or pass a dict.')
-            arch = ARCH_SETTINGS[arch.lower()]
-        arch = dict(arch)
-        missing = set(ARCH_SETTINGS['t']) - set(arch)
-        if missing:
-            raise KeyError(f'RMT arch dict lacks {sorted(missing)}')
+        arch = resolve_arch(arch, ARCH_SETTINGS, ARCH_SETTINGS['t'], 'RMT')
         self.arch = arch
         dims = arch['embed_dims']
         depths = arch['depths']
@@ -386,31 +378,17 @@ class RMT(BaseModule):
         self._freeze_stages()
 
     def init_weights(self) -> None:
-        if not load_pretrained_strictly(self, checkpoint_filter_fn):
+        if not load_pretrained(self, checkpoint_filter_fn):
             init_linear_and_layer_norm(self)  # the official init
 
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        modules = [self.patch_embed]
+    def _frozen_parts(self) -> list:
+        parts = [self.patch_embed]
         for i in range(self.frozen_stages):
-            modules.append(self.layers[i])
-            if str(i) in self.extra_norms:
-                modules.append(self.extra_norms[str(i)])
-        for m in modules:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
+            parts += [self.layers[i], self.extra_norms[str(i)]
+                      if str(i) in self.extra_norms else None]
+        return parts
 
-    def train(self, mode: bool = True) -> 'RMT':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
-
+    @empty_batch_safe
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x = self.patch_embed.proj(x).permute(0, 2, 3, 1)  # (B, H/4, W/4, C)
         outs = []
@@ -440,20 +418,8 @@ def checkpoint_filter_fn(checkpoint: dict,
     backbone starts from. With ``model`` given, output norms are kept/added
     only for ``model.out_indices``.
     """
-    state_dict = checkpoint
-    for wrapper in ('state_dict', 'model'):
-        if isinstance(state_dict, dict) and wrapper in state_dict and \
-                isinstance(state_dict[wrapper], dict):
-            state_dict = state_dict[wrapper]
-            break
-    state_dict = {(k[7:] if k.startswith('module.') else k): v
-                  for k, v in state_dict.items()}
-    if any(k.startswith('backbone.') for k in state_dict):
-        state_dict = {k[9:]: v for k, v in state_dict.items()
-                      if k.startswith('backbone.')}
-
     out = OrderedDict()
-    for k, v in state_dict.items():
+    for k, v in unwrap_checkpoint(checkpoint).items():
         if k.startswith(_DROP_PREFIXES) or '.Relpos.' in k or \
                 '.rel_pos.' in k:
             continue

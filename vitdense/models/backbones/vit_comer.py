@@ -14,7 +14,7 @@ returned.
 
 The official repository ships two diverging copies of this model; both are
 selected here by ``flavour`` and both families of official checkpoints load
-strictly (:func:`convert_vit_comer`):
+strictly (:mod:`vitdense.converters.vit_comer`):
 
 * ``'detection'``: MRFP hidden width 0.5*C; the ViT tokens of the last
   interaction are added to all four outputs.
@@ -33,30 +33,33 @@ What differs from the official code, and why:
 * ``with_cp`` also checkpoints the interaction modules (official: ViT blocks
   only); modules that the official code builds but never uses (MRFP without
   CTI-to-ViT, CTI-to-CNN norms without CNN feature interaction) are not built;
-* ``convert_vit_to_vit_comer`` initialises the ViT part from timm ViT/DeiT,
-  DINOv2 and BEiT checkpoints with position-embedding interpolation (official:
-  no resizing, DINOv2 14->16 weights download-only, BEiT variant missing).
+* ``out_indices``, ``frozen_stages`` and ``norm_eval`` as the other vitdense
+  backbones (official: always 4 maps, nothing frozen);
+* ``vitdense.converters.vit_comer.convert_vit_to_vit_comer`` initialises the
+  ViT part from timm ViT/DeiT, DINOv2 and BEiT checkpoints with
+  position-embedding interpolation (official: no resizing, DINOv2 14->16
+  weights download-only, BEiT variant missing).
 """
 import math
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
-from mmengine.runner.checkpoint import CheckpointLoader
 
-from vitdense.ops import multi_scale_deformable_attn
+from vitdense.models.backbones._builder import (FrozenStagesMixin,
+                                                load_pretrained,
+                                                maybe_checkpoint,
+                                                resolve_arch)
+from vitdense.models.backbones._empty_batch import empty_batch_safe
+from vitdense.models.layers.mlp import Mlp
+from vitdense.ops import MultiScaleDeformableAttention
 from vitdense.registry import MODELS
 
-__all__ = [
-    'ViTCoMer', 'MSDeformAttn', 'convert_vit_comer',
-    'convert_vit_to_vit_comer', 'infer_vit_comer_settings',
-    'load_vit_comer_state_dict'
-]
+__all__ = ['ViTCoMer']
 
 # Token layout of the CNN pyramid used by the interactions:
 # [(2H, 2W) | (H, W) | (H/2, W/2)] at strides 8/16/32, H x W = ViT grid.
@@ -78,75 +81,18 @@ def _to_map(x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
     return x.transpose(1, 2).reshape(x.shape[0], -1, *hw)
 
 
-class MSDeformAttn(nn.Module):
-    """Multi-scale deformable attention with the official parameter names.
-
-    Same maths, names and initialisation as the official ``MSDeformAttn``
-    (Deformable-DETR): no residual, no dropout; ``value_ratio`` scales the
-    value width (official ``ratio``).
-    """
-
-    def __init__(self,
-                 embed_dims: int,
-                 num_levels: int,
-                 num_heads: int,
-                 num_points: int,
-                 value_ratio: float = 1.0):
-        super().__init__()
-        value_dims = int(embed_dims * value_ratio)
-        if value_dims % num_heads:
-            raise ValueError(f'value width {value_dims} is not divisible by '
-                             f'num_heads={num_heads}')
-        self.num_levels = num_levels
-        self.num_heads = num_heads
-        self.num_points = num_points
-        self.sampling_offsets = nn.Linear(
-            embed_dims, num_heads * num_levels * num_points * 2)
-        self.attention_weights = nn.Linear(embed_dims,
-                                           num_heads * num_levels * num_points)
-        self.value_proj = nn.Linear(embed_dims, value_dims)
-        self.output_proj = nn.Linear(value_dims, embed_dims)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        nn.init.zeros_(self.sampling_offsets.weight)
-        thetas = torch.arange(self.num_heads) * (2 * math.pi / self.num_heads)
-        grid = torch.stack([thetas.cos(), thetas.sin()], -1)
-        grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(
-            self.num_heads, 1, 1, 2).repeat(1, self.num_levels,
-                                            self.num_points, 1)
-        grid *= torch.arange(1, self.num_points + 1).view(1, 1, -1, 1)
-        with torch.no_grad():
-            self.sampling_offsets.bias.copy_(grid.view(-1))
-        nn.init.zeros_(self.attention_weights.weight)
-        nn.init.zeros_(self.attention_weights.bias)
-        nn.init.xavier_uniform_(self.value_proj.weight)
-        nn.init.zeros_(self.value_proj.bias)
-        nn.init.xavier_uniform_(self.output_proj.weight)
-        nn.init.zeros_(self.output_proj.bias)
-
-    def forward(self, query: torch.Tensor, reference_points: torch.Tensor,
-                value: torch.Tensor, spatial_shapes: torch.Tensor,
-                level_start_index: torch.Tensor) -> torch.Tensor:
-        # query (B, Lq, C); reference_points (1 or B, Lq, 1, 2) in [0, 1];
-        # value (B, Lv, C) flattened over the levels of spatial_shapes.
-        B, Lq, _ = query.shape
-        value = self.value_proj(value).view(B, value.shape[1], self.num_heads,
-                                            -1)
-        offsets = self.sampling_offsets(query).view(B, Lq, self.num_heads,
-                                                    self.num_levels,
-                                                    self.num_points, 2)
-        weights = self.attention_weights(query).view(
-            B, Lq, self.num_heads, self.num_levels * self.num_points)
-        weights = weights.softmax(-1).view(B, Lq, self.num_heads,
-                                           self.num_levels, self.num_points)
-        normalizer = spatial_shapes.flip(-1).to(offsets.dtype)  # (L, 2): w, h
-        locations = (reference_points[:, :, None, :, None, :] +
-                     offsets / normalizer[None, None, None, :, None, :])
-        out = multi_scale_deformable_attn(value, spatial_shapes,
-                                          level_start_index, locations,
-                                          weights)
-        return self.output_proj(out)
+def _deform_attn(dims: int, num_heads: int, num_points: int,
+                 value_ratio: float) -> MultiScaleDeformableAttention:
+    """The official ``MSDeformAttn`` over the 3 pyramid levels: vitdense's
+    module with its parameter names, no residual and no dropout."""
+    return MultiScaleDeformableAttention(
+        embed_dims=dims,
+        num_heads=num_heads,
+        num_levels=3,
+        num_points=num_points,
+        batch_first=True,
+        value_proj_ratio=value_ratio,
+        add_identity=False)
 
 
 class DWConv(nn.Module):
@@ -214,7 +160,7 @@ class DeformSelfAttention(nn.Module):
         super().__init__()
         self.query_norm = nn.LayerNorm(dims, eps=1e-6)
         self.feat_norm = nn.LayerNorm(dims, eps=1e-6)
-        self.attn = MSDeformAttn(dims, 3, num_heads, num_points, value_ratio)
+        self.attn = _deform_attn(dims, num_heads, num_points, value_ratio)
         self.ffn = ConvFFN(dims, int(dims * ffn_ratio))
         self.ffn_norm = nn.LayerNorm(dims, eps=1e-6)
         self.drop_path = _drop_path(drop_path)
@@ -223,8 +169,11 @@ class DeformSelfAttention(nn.Module):
                 deform: DeformInputs) -> torch.Tensor:
         ref, spatial_shapes, start_index, shapes = deform
         query = query + self.attn(
-            self.query_norm(query), ref, self.feat_norm(feat), spatial_shapes,
-            start_index)
+            self.query_norm(query),
+            value=self.feat_norm(feat),
+            reference_points=ref,
+            spatial_shapes=spatial_shapes,
+            level_start_index=start_index)
         return query + self.drop_path(
             self.ffn(self.ffn_norm(query), shapes))
 
@@ -239,7 +188,7 @@ class CTIToV(nn.Module):
         super().__init__()
         self.query_norm = nn.LayerNorm(dims, eps=1e-6)
         self.feat_norm = nn.LayerNorm(dims, eps=1e-6)
-        self.attn = MSDeformAttn(dims, 3, num_heads, num_points, value_ratio)
+        self.attn = _deform_attn(dims, num_heads, num_points, value_ratio)
         self.gamma = nn.Parameter(init_values * torch.ones(dims))
         self.ffn = ConvFFN(dims, int(dims * ffn_ratio))
         self.ffn_norm = nn.LayerNorm(dims, eps=1e-6)
@@ -249,8 +198,11 @@ class CTIToV(nn.Module):
                 deform: DeformInputs) -> torch.Tensor:
         ref, spatial_shapes, start_index, shapes = deform
         c = self.attn(
-            self.query_norm(c), ref, self.feat_norm(c), spatial_shapes,
-            start_index)
+            self.query_norm(c),
+            value=self.feat_norm(c),
+            reference_points=ref,
+            spatial_shapes=spatial_shapes,
+            level_start_index=start_index)
         c = c + self.drop_path(self.ffn(self.ffn_norm(c), shapes))
         c8, c16, c32 = _split_levels(c, shapes)
         hw = shapes[1]
@@ -327,9 +279,7 @@ class CTIBlock(nn.Module):
         self.with_cp = with_cp
 
     def _run(self, module: nn.Module, *args):
-        if self.with_cp and args[0].requires_grad:
-            return cp.checkpoint(module, *args, use_reentrant=False)
-        return module(*args)
+        return maybe_checkpoint(module, *args, enabled=self.with_cp)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor,
                 blocks: Sequence[nn.Module],
@@ -351,9 +301,11 @@ class CTIBlock(nn.Module):
 
 
 class SpatialPriorModule(nn.Module):
-    """ResNet-like stem giving C-wide features at strides 4, 8, 16, 32."""
+    """ResNet-like stem giving C-wide features at strides 4, 8, 16, 32
+    (without ``with_c1``: no stride-4 projection ``fc1``, None instead)."""
 
-    def __init__(self, inplanes: int, dims: int, norm_cfg: dict):
+    def __init__(self, inplanes: int, dims: int, norm_cfg: dict,
+                 with_c1: bool = True):
         super().__init__()
 
         def conv_bn(cin, cout, stride):
@@ -370,7 +322,7 @@ class SpatialPriorModule(nn.Module):
         self.conv2 = nn.Sequential(*conv_bn(inplanes, 2 * inplanes, 2))
         self.conv3 = nn.Sequential(*conv_bn(2 * inplanes, 4 * inplanes, 2))
         self.conv4 = nn.Sequential(*conv_bn(4 * inplanes, 4 * inplanes, 2))
-        self.fc1 = nn.Conv2d(inplanes, dims, 1)
+        self.fc1 = nn.Conv2d(inplanes, dims, 1) if with_c1 else None
         self.fc2 = nn.Conv2d(2 * inplanes, dims, 1)
         self.fc3 = nn.Conv2d(4 * inplanes, dims, 1)
         self.fc4 = nn.Conv2d(4 * inplanes, dims, 1)
@@ -380,7 +332,12 @@ class SpatialPriorModule(nn.Module):
         c2 = self.conv2(c1)
         c3 = self.conv3(c2)
         c4 = self.conv4(c3)
-        return [self.fc1(c1), self.fc2(c2), self.fc3(c3), self.fc4(c4)]
+        return [
+            None if self.fc1 is None else self.fc1(c1),
+            self.fc2(c2),
+            self.fc3(c3),
+            self.fc4(c4)
+        ]
 
 
 class Attention(nn.Module):
@@ -422,18 +379,6 @@ class Attention(nn.Module):
         return self.proj(out)
 
 
-class Mlp(nn.Module):
-
-    def __init__(self, dims: int, hidden_dims: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dims, hidden_dims)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dims, dims)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class ViTBlock(nn.Module):
     """Pre-norm ViT block with optional layer scale (``gamma1/gamma2``)."""
 
@@ -459,9 +404,7 @@ class ViTBlock(nn.Module):
         return x + self.drop_path(self.gamma2 * m if self.layer_scale else m)
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._forward, x, hw, use_reentrant=False)
-        return self._forward(x, hw)
+        return maybe_checkpoint(self._forward, x, hw, enabled=self.with_cp)
 
 
 class PatchEmbed(nn.Module):
@@ -475,8 +418,9 @@ class PatchEmbed(nn.Module):
 
 
 @MODELS.register_module()
-class ViTCoMer(BaseModule):
-    """ViT-CoMer backbone; returns 4 maps of width C at strides 4, 8, 16, 32.
+class ViTCoMer(FrozenStagesMixin, BaseModule):
+    """ViT-CoMer backbone; returns maps of width C at strides 4, 8, 16, 32
+    (those of ``out_indices``).
 
     Args:
         arch (str | dict): ``'t'``, ``'s'``, ``'b'``, ``'l'`` or a dict with
@@ -500,6 +444,16 @@ class ViTCoMer(BaseModule):
         init_values (float): initial CTI-to-ViT scale (0 as official).
         norm_cfg (dict): norm of the CNN branch and of the outputs;
             ``SyncBN`` falls back to ``BN`` when CUDA is unavailable.
+        out_indices (Sequence[int]): levels to return (0-3: strides 4-32).
+            Without level 0 the stride-4 branch (``spm.fc1``, ``up``) is not
+            built; only the output norms of returned levels are built.
+            Defaults to all four.
+        frozen_stages (int): -1 freezes nothing; 0 the stem (``patch_embed``,
+            ``pos_embed``, ``level_embed``, ``spm``); k > 0 also interactions
+            ``0..k-1`` with their ViT blocks, and, when all are frozen, the
+            output branch (``up``, output norms). Frozen parts stay in eval
+            mode.
+        norm_eval (bool): keep the BN layers in eval mode while training.
         with_cp (bool): gradient checkpointing of ViT blocks and interactions.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)``
             with an official ViT-CoMer checkpoint or a plain ViT/DeiT/DINOv2/
@@ -524,6 +478,8 @@ class ViTCoMer(BaseModule):
                   deform_num_heads=16, deform_ratio=0.5, seg_mrfp_ratio=1.0,
                   interaction_indexes=[[0, 5], [6, 11], [12, 17], [18, 23]]),
     }
+    ARCH_KEYS = ('embed_dims', 'depth', 'num_heads', 'deform_num_heads',
+                 'deform_ratio', 'interaction_indexes')
     FLAVOURS = ('detection', 'segmentation')
 
     def __init__(self,
@@ -547,14 +503,18 @@ class ViTCoMer(BaseModule):
                  num_extra_cti: int = 4,
                  add_vit_feature: bool = True,
                  norm_cfg: dict = dict(type='SyncBN', requires_grad=True),
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise KeyError(f'arch {arch!r} not in {set(self.arch_zoo)}')
-            arch = self.arch_zoo[arch.lower()]
-        arch = dict(arch)
+        arch = resolve_arch(arch, self.arch_zoo, self.ARCH_KEYS, 'ViT-CoMer')
+        self.out_indices = tuple(out_indices)
+        if not all(0 <= i < 4 for i in self.out_indices):
+            raise ValueError(f'out_indices {out_indices} out of range 0-3')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
         if flavour not in self.FLAVOURS:
             raise ValueError(f'flavour must be one of {self.FLAVOURS}, '
                              f'got {flavour!r}')
@@ -590,7 +550,8 @@ class ViTCoMer(BaseModule):
                      with_cp) for i in range(depth)
         ])
         self.level_embed = nn.Parameter(torch.zeros(3, dims))
-        self.spm = SpatialPriorModule(conv_inplane, dims, norm_cfg)
+        self.spm = SpatialPriorModule(conv_inplane, dims, norm_cfg,
+                                      with_c1=0 in self.out_indices)
         self.interactions = nn.Sequential(*[
             CTIBlock(
                 dims,
@@ -608,15 +569,19 @@ class ViTCoMer(BaseModule):
                 with_cp,
             ) for i in range(n_inter)
         ])
-        self.up = nn.ConvTranspose2d(dims, dims, 2, 2)
-        for i in range(1, 5):
-            self.add_module(f'norm{i}', build_norm_layer(norm_cfg, dims)[1])
+        self.up = nn.ConvTranspose2d(dims, dims, 2, 2) \
+            if 0 in self.out_indices else None
+        for i in self.out_indices:  # official names: norm1..norm4
+            self.add_module(f'norm{i + 1}',
+                            build_norm_layer(norm_cfg, dims)[1])
+        self._freeze_stages()
 
     def init_weights(self) -> None:
         """Official initialisation, then ``init_cfg=dict(type='Pretrained',
         checkpoint=...)`` if given: a full official/vitdense ViT-CoMer
-        checkpoint or a plain ViT/DeiT/DINOv2/BEiT one, loaded strictly by
-        :func:`load_vit_comer_state_dict`."""
+        checkpoint or a plain ViT/DeiT/DINOv2/BEiT one, mapped by
+        :func:`vitdense.converters.vit_comer.checkpoint_filter_fn` and
+        loaded strictly."""
 
         def init(m: nn.Module) -> None:
             if isinstance(m, nn.Linear):
@@ -634,19 +599,32 @@ class ViTCoMer(BaseModule):
                     nn.init.zeros_(m.bias)
 
         for m in (self.blocks, self.spm, self.interactions, self.up):
-            m.apply(init)
+            if m is not None:
+                m.apply(init)
         for m in self.modules():
-            if isinstance(m, MSDeformAttn):
-                m.reset_parameters()
+            if isinstance(m, MultiScaleDeformableAttention):
+                m.init_weights()
         nn.init.trunc_normal_(self.pos_embed, std=.02)
         nn.init.normal_(self.level_embed)
         if self.init_cfg is not None:
             if self.init_cfg.get('type') != 'Pretrained':
                 raise ValueError('ViTCoMer supports init_cfg of type '
                                  f"'Pretrained' only, got {self.init_cfg}")
-            ckpt = CheckpointLoader.load_checkpoint(
-                self.init_cfg['checkpoint'], map_location='cpu')
-            load_vit_comer_state_dict(self, ckpt)
+            # the converters import this module, so not at the top
+            from vitdense.converters.vit_comer import checkpoint_filter_fn
+            load_pretrained(self, checkpoint_filter_fn)
+
+    def _frozen_parts(self) -> list:
+        n = len(self.interactions)
+        parts = [self.patch_embed, self.pos_embed, self.level_embed, self.spm]
+        for i in range(min(self.frozen_stages, n)):
+            s, e = self.interaction_indexes[i]
+            parts += [self.interactions[i], *self.blocks[s:e + 1]]
+        if self.frozen_stages >= n:  # the output branch runs after all
+            parts += [self.up] + [
+                getattr(self, f'norm{i + 1}') for i in self.out_indices
+            ]
+        return parts
 
     def _deform_inputs(self, x: torch.Tensor, shapes: Shapes) -> DeformInputs:
         spatial_shapes = torch.as_tensor(shapes, dtype=torch.long,
@@ -671,6 +649,7 @@ class ViTCoMer(BaseModule):
         pos = F.interpolate(pos, size=hw, mode='bicubic', align_corners=False)
         return pos.flatten(2).transpose(1, 2)
 
+    @empty_batch_safe
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         B, _, H0, W0 = x.shape
         x = F.pad(x, (0, -W0 % 32, 0, -H0 % 32))
@@ -692,12 +671,13 @@ class ViTCoMer(BaseModule):
 
         c2, c3, c4 = (_to_map(t, hw)
                       for t, hw in zip(_split_levels(c, shapes), shapes))
-        c1 = self.up(c2) + c1
-        outs = [c1, c2, c3, c4]
+        outs = [None if self.up is None else self.up(c2) + c1, c2, c3, c4]
         if self.add_vit_feature:
             if self.flavour == 'detection':
                 vit_outs = [x] * 4
             for i, (t, s) in enumerate(zip(vit_outs, (4, 2, 1, 0.5))):
+                if i not in self.out_indices:
+                    continue
                 t = _to_map(t, (H, W))
                 if s != 1:
                     t = F.interpolate(
@@ -705,167 +685,6 @@ class ViTCoMer(BaseModule):
                         align_corners=False)
                 outs[i] = outs[i] + t
         return tuple(
-            getattr(self, f'norm{i + 1}')(o)[..., :-(-H0 // s), :-(-W0 // s)]
-            for i, (o, s) in enumerate(zip(outs, (4, 8, 16, 32))))
-
-
-def _strip_prefix(
-        state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Unwrap ``state_dict``/``model``, keep the ``backbone.`` part, drop
-    ``module.``."""
-    for key in ('state_dict', 'model', 'module'):
-        if key in state_dict and isinstance(state_dict[key], dict):
-            state_dict = state_dict[key]
-    state_dict = {
-        k[7:] if k.startswith('module.') else k: v
-        for k, v in state_dict.items()
-    }
-    if any(k.startswith('backbone.') for k in state_dict):
-        state_dict = {
-            k[9:]: v
-            for k, v in state_dict.items() if k.startswith('backbone.')
-        }
-    return state_dict
-
-
-def convert_vit_comer(checkpoint: dict) -> Dict[str, torch.Tensor]:
-    """Official ViT-CoMer checkpoint (detection or segmentation, with or
-    without ``backbone.``) -> :class:`ViTCoMer` state dict.
-
-    The official key layout is kept; only the wrapping and prefixes go, plus
-    ``cls_token`` (``None`` in the official model) if a file carries it.
-    """
-    state_dict = _strip_prefix(checkpoint)
-    return {k: v for k, v in state_dict.items() if k != 'cls_token'}
-
-
-def infer_vit_comer_settings(state_dict: Dict[str, torch.Tensor]) -> dict:
-    """Guess the :class:`ViTCoMer` arguments that a converted official state
-    dict was trained with (arch, flavour, mrfp_ratio, pretrain_size).
-
-    The flavour is read from the MRFP width (0.5*C: detection); the other
-    behavioural difference (which ViT features are added) leaves no trace in
-    the weights, so a segmentation model with MRFP ratio 0.5 is ambiguous.
-    """
-    dims = state_dict['level_embed'].shape[1]
-    depth = 1 + max(
-        int(k.split('.')[1]) for k in state_dict if k.startswith('blocks.'))
-    arch = next((name for name, a in ViTCoMer.arch_zoo.items()
-                 if a['embed_dims'] == dims and a['depth'] == depth), None)
-    fc1 = state_dict.get('interactions.0.mrfp.fc1.weight')
-    ratio = None if fc1 is None else fc1.shape[0] / dims
-    settings = dict(
-        arch=arch,
-        flavour='detection' if ratio == 0.5 else 'segmentation',
-        pretrain_size=16 * math.isqrt(state_dict['pos_embed'].shape[1] - 1))
-    if ratio is not None and ratio != 0.5:
-        settings['mrfp_ratio'] = ratio
-    return settings
-
-
-def _resize_patch_kernel(w: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a (C, 3, p, p) patch-embedding kernel to ``size`` (bicubic,
-    rescaled so that the response to a constant patch is kept)."""
-    if w.shape[-1] == size:
-        return w
-    p = w.shape[-1]
-    w = F.interpolate(w.float(), size=(size, size), mode='bicubic',
-                      align_corners=False)
-    return w * (p * p) / (size * size)
-
-
-def convert_vit_to_vit_comer(checkpoint: dict,
-                             pretrain_size: int = 224,
-                             patch_size: int = 16) -> Dict[str, torch.Tensor]:
-    """Plain ViT / DeiT / DINOv2 / BEiT checkpoint -> the ViT part of
-    :class:`ViTCoMer` (``patch_embed``, ``pos_embed``, ``blocks``).
-
-    * position embeddings are bicubic-resized to ``pretrain_size // 16``
-      (cls slot kept, or zero if the source has none; a DeiT distillation
-      slot is dropped);
-    * a patch kernel of another size (DINOv2: 14) is resized to 16;
-    * DINOv2 ``ls1/ls2.gamma`` and BEiT ``gamma_1/2`` -> ``gamma1/2``; BEiT
-      ``q_bias``/``v_bias`` -> ``qkv.bias``;
-    * heads, final norms, cls/dist/mask/register tokens and BEiT relative
-      position tables are dropped (the plain ViT here has none).
-    """
-    state_dict = _strip_prefix(checkpoint)
-    out = {}
-    for k, v in state_dict.items():
-        if k == 'patch_embed.proj.weight':
-            out[k] = _resize_patch_kernel(v, patch_size)
-        elif k == 'patch_embed.proj.bias':
-            out[k] = v
-        elif k.startswith('blocks.'):
-            if 'relative_position' in k:
-                continue
-            if k.endswith('attn.q_bias'):
-                v_bias = state_dict[k[:-6] + 'v_bias']
-                out[k[:-6] + 'qkv.bias'] = torch.cat(
-                    [v, torch.zeros_like(v), v_bias])
-                continue
-            if k.endswith('attn.v_bias'):
-                continue
-            for old, new in (('.ls1.gamma', '.gamma1'), ('.ls2.gamma',
-                                                         '.gamma2'),
-                             ('.gamma_1', '.gamma1'), ('.gamma_2', '.gamma2')):
-                k = k.replace(old, new)
-            out[k] = v
-    if 'pos_embed' in state_dict:
-        pos = state_dict['pos_embed']  # (1, extra + g*g, C), extra: cls/dist
-        g_src = math.isqrt(pos.shape[1])
-        extra = pos.shape[1] - g_src * g_src
-        cls_pos = pos[:, :1] if extra else pos.new_zeros(1, 1, pos.shape[2])
-        grid = pos[:, extra:].reshape(1, g_src, g_src, -1).permute(0, 3, 1, 2)
-        g = pretrain_size // 16
-        if g_src != g:
-            grid = F.interpolate(grid.float(), size=(g, g), mode='bicubic',
-                                 align_corners=False)
-        out['pos_embed'] = torch.cat(
-            [cls_pos, grid.flatten(2).transpose(1, 2)], 1)
-    return out
-
-
-_VIT_PART = ('patch_embed.', 'blocks.')
-
-
-def load_vit_comer_state_dict(model: ViTCoMer, checkpoint: dict) -> None:
-    """Load a checkpoint into ``model`` without silent mismatches.
-
-    * a ViT-CoMer checkpoint (official detection/segmentation or vitdense;
-      recognised by ``interactions.*`` keys) must match exactly
-      (``strict=True``);
-    * otherwise it is taken as a plain ViT (timm ViT/DeiT, DINOv2, BEiT, or
-      the output of ``tools/model_converters/vit_comer2vitdense.py --vit``):
-      converted by :func:`convert_vit_to_vit_comer`, every key must be used
-      and every ViT weight must be provided except the layer scales
-      ``gamma1/2`` (DeiT has none) and ``pos_embed`` (BEiT has none); the CNN
-      branch and interactions keep their initialisation.
-
-    Raises:
-        RuntimeError: on any missing/unexpected key or shape mismatch.
-    """
-    state_dict = convert_vit_comer(checkpoint)
-    if any(k.startswith('interactions.') for k in state_dict):
-        model.load_state_dict(state_dict, strict=True)
-        return
-    state_dict = convert_vit_to_vit_comer(
-        state_dict, pretrain_size=16 * model.pretrain_grid)
-    own = model.state_dict()
-    bad = [(k, tuple(v.shape), tuple(own[k].shape))
-           for k, v in state_dict.items()
-           if k in own and v.shape != own[k].shape]
-    if bad:
-        raise RuntimeError(f'ViT checkpoint shape mismatch: {bad[:5]}')
-    missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    # layer scales are absent from DeiT, absolute position embeddings from
-    # BEiT (relative position bias); both keep their initialisation
-    missing = [
-        k for k in missing if k.startswith(_VIT_PART)
-        and not k.endswith(('.gamma1', '.gamma2'))
-    ]
-    if missing or unexpected:
-        raise RuntimeError(
-            'ViT checkpoint does not match the ViT part of ViT-CoMer: '
-            f'{len(missing)} missing (e.g. {missing[:5]}), '
-            f'{len(unexpected)} unexpected (e.g. {unexpected[:5]})')
+            getattr(self, f'norm{i + 1}')(outs[i])[..., :-(-H0 // s),
+                                                   :-(-W0 // s)]
+            for i, s in ((i, 4 * 2**i) for i in self.out_indices))
