@@ -1,7 +1,11 @@
 # mmdet's DINO with a small Swin, trained from scratch on the embedded
 # COCO-format shapes (128x128, 3 classes) on a CPU: the DINO row next to the
 # demo (configs/relation_detr/relation-detr_swin-nano_1xb8-shapes.py inherits
-# everything here, so both share backbone, data and schedule).
+# everything here, so both share backbone, data and schedule). As the
+# official DINO next to Relation-DETR (xiuqhou/Relation-DETR
+# configs/dino_pp), the reference boxes are encoded with embed_dims // 2 sine
+# features per coordinate (AnyWidthDINO) and the positional encoding is the
+# official one.
 _base_ = [
     '../_base_/datasets/coco_shapes_detection.py',
     '../_base_/default_runtime.py'
@@ -64,9 +68,11 @@ model = dict(
                 feedforward_channels=256,
                 ffn_drop=0.0)),
         post_norm_cfg=None),
+    # as the official DINO and Relation-DETR configs (mmdet's DINO: offset
+    # 0.0, temperature 20)
     positional_encoding=dict(
-        num_feats=embed_dims // 2, normalize=True, offset=0.0,
-        temperature=20),
+        num_feats=embed_dims // 2, normalize=True, offset=-0.5,
+        temperature=10000),
     bbox_head=dict(
         type='DINOHead',
         num_classes=3,

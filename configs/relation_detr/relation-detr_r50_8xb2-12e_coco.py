@@ -17,12 +17,15 @@ model = dict(
     with_box_refine=True,
     as_two_stage=True,
     num_feature_levels=num_levels,
+    # the official preprocessing (BaseDetector.preprocess_image): RGB,
+    # ImageNet mean/std, zero-padded to a multiple of 32 with a padding mask
+    # (image_list_from_tensors), for every backbone
     data_preprocessor=dict(
         type='DetDataPreprocessor',
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
-        pad_size_divisor=1),
+        pad_size_divisor=32),
     backbone=dict(
         type='ResNet',
         depth=50,
@@ -134,6 +137,19 @@ train_pipeline = [
 train_dataloader = dict(
     dataset=dict(
         filter_cfg=dict(filter_empty_gt=False), pipeline=train_pipeline))
+# the official evaluation resize (EvalResize inside BaseDetector, min 800 /
+# max 1333): truncated size, antialiased torch bilinear on the uint8 image
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(type='ResizeShortestEdgeTrunc', min_size=800, max_size=1333),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
 
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -2,8 +2,9 @@
 # configs/demo/dino_swin-nano_1xb8-shapes.py (a small Swin from scratch on the
 # embedded 128x128 shapes, width 128, 3 + 3 layers, FFN 256, 100 queries, 50
 # denoising queries, 1600 iterations) plus what Relation-DETR adds: memory
-# fusion, the position-relation bias and the IoU-aware varifocal class loss,
-# with the official positional encoding.
+# fusion, the position-relation bias (with the official decoder's query
+# scale) and the IoU-aware varifocal class loss; nothing else differs
+# (tests/test_models/test_detectors/test_dino.py checks it).
 # The hybrid one-to-many branch is off here: on this data it slowed learning
 # per iteration (AP50 0.49 vs 0.60 at iteration 900 with 200 hybrid queries)
 # and costs ~25% more per step. Set num_hybrid_queries > 0 and
@@ -13,8 +14,8 @@ _base_ = '../demo/dino_swin-nano_1xb8-shapes.py'
 model = dict(
     type='RelationDETR',
     num_hybrid_queries=0,
+    encoder=dict(memory_fusion=True),
     decoder=dict(relation=True, query_scale=True),
-    positional_encoding=dict(offset=-0.5, temperature=10000),
     bbox_head=dict(
         type='RelationDETRHead',
         hybrid_assign=0,

@@ -3,7 +3,8 @@
 A tiny variant of mmdet's ``configs/dino/dino-4scale_r50_8xb2-12e_coco.py``
 (ResNet-18 from scratch, 1 encoder / 2 decoder layers, 10 queries, 64x64
 images) keeps the test fast on CPU; embed_dims stays 256 because mmdet 3.3's
-DINO decoder hard-codes it.
+DINO decoder hard-codes it (vitdense's ``AnyWidthDINO`` lifts that and is
+checked here to be this model at 256).
 """
 import copy
 import os
@@ -109,3 +110,43 @@ def test_dino_trains_one_iteration_with_vitdense_msda(stock_dino):
     log_vars = model.train_step(batch(with_gt=True), optim_wrapper)
     assert torch.isfinite(log_vars['loss'])
     assert not torch.equal(attention.value_proj.weight, before)
+
+
+def test_any_width_dino_at_width_256_is_mmdet_dino(stock_dino):
+    """vitdense's one DINO width fix changes nothing at width 256: same
+    parameter names and shapes, mmdet's weights load strictly, same
+    predictions and losses."""
+    from vitdense.models.detectors import AnyWidthDINO
+    stock = copy.deepcopy(stock_dino)
+    cfg = tiny_dino_cfg().to_dict()
+    del cfg['type']
+    ours = AnyWidthDINO(**cfg)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == \
+        {k: v.shape for k, v in stock.state_dict().items()}
+    ours.load_state_dict(stock.state_dict(), strict=True)
+    assert count(ours, mmcv_ops.MultiScaleDeformableAttention) == 0
+
+    stock.eval()
+    ours.eval()
+    with torch.no_grad():
+        expected = stock.test_step(batch(with_gt=False))
+        predicted = ours.test_step(batch(with_gt=False))
+    for theirs, mine in zip(expected, predicted):
+        torch.testing.assert_close(
+            mine.pred_instances.bboxes, theirs.pred_instances.bboxes,
+            rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            mine.pred_instances.scores, theirs.pred_instances.scores,
+            rtol=1e-4, atol=1e-5)
+
+    stock.train()
+    ours.train()
+    data = stock.data_preprocessor(batch(with_gt=True), True)
+    losses = []
+    for model in (stock, ours):
+        torch.manual_seed(1)  # the same denoising queries
+        losses.append(model.loss(data['inputs'], data['data_samples']))
+    assert losses[0].keys() == losses[1].keys()
+    for key, value in losses[0].items():
+        torch.testing.assert_close(
+            losses[1][key], value, rtol=1e-4, atol=1e-5, msg=key)

@@ -187,8 +187,7 @@ def test_position_relation_embedding_matches_official():
 
 def test_iou_varifocal_loss_matches_official():
     init_default_scope('mmdet')
-    from vitdense.models.dense_heads.relation_detr_head import \
-        IoUVarifocalLoss
+    from vitdense.models.losses import IoUVarifocalLoss
     data = _load('vari_sigmoid_focal_loss.pth')
     loss = IoUVarifocalLoss(alpha=0.25, gamma=2.0)(
         data['logits'].flatten(0, 1),
@@ -198,38 +197,105 @@ def test_iou_varifocal_loss_matches_official():
     torch.testing.assert_close(loss, data['loss'], atol=1e-6, rtol=1e-6)
 
 
-def test_relation_detr_matches_official_model():
-    """Converted official weights load strictly; every decoder layer's logits
-    and boxes (and the encoder top-k) match the official model in eval."""
-    from vitdense.models.detectors.relation_detr import \
-        convert_relation_detr_official
-    data = _load('relation_detr_tiny_official.pth')
-    assert_matches_official_outputs(
-        convert_relation_detr_official(data['state_dict']), data)
+def official_checkpoint(data: dict) -> dict:
+    """The official model's whole state dict (backbone included)."""
+    return {**data['state_dict'], **data['backbone_state_dict']}
 
 
-def assert_matches_official_outputs(state_dict: dict, data: dict) -> None:
-    """Load converted fixture weights strictly (backbone: the model's own)
-    and compare every decoder layer's logits and boxes with the official."""
-    model = build(tiny_model_cfg()).eval()
-    own_backbone = {
-        k: v
-        for k, v in model.state_dict().items() if k.startswith('backbone.')
-    }
-    assert not set(state_dict) & set(own_backbone)
-    model.load_state_dict({**state_dict, **own_backbone}, strict=True)
-
-    _, samples = make_batch(num_gts=(0, 0), size=data['img_shape'][0])
-    with torch.no_grad():
-        img_feats = model.neck(data['backbone_feats'])
-        head_inputs = model.forward_transformer(img_feats, samples)
-        cls_scores, bbox_preds = model.bbox_head(head_inputs['hidden_states'],
-                                                 head_inputs['references'])
+def assert_matches_official(cls_scores, bbox_preds, results, data) -> None:
+    """Every decoder layer's logits and boxes and the detections (in
+    original-image pixels) equal the fixture's official outputs to 1e-4."""
     assert cls_scores.shape == data['cls_scores'].shape == (3, 2, 20, 5)
     torch.testing.assert_close(
         cls_scores, data['cls_scores'], atol=1e-4, rtol=0)
     torch.testing.assert_close(
         bbox_preds, data['bbox_preds'], atol=1e-4, rtol=0)
+    for result, official, image in zip(results, data['detections'],
+                                       data['images']):
+        pred = result.pred_instances
+        h, w = image.shape[1:]
+        boxes = official['boxes'].clone()  # mmdet clips to the image
+        boxes[:, 0::2].clamp_(0, w)
+        boxes[:, 1::2].clamp_(0, h)
+        assert torch.equal(pred.labels, official['labels'])
+        torch.testing.assert_close(
+            pred.scores, official['scores'], atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            pred.bboxes, boxes, atol=1e-4 * max(h, w), rtol=0)
+
+
+def test_relation_detr_matches_official_model(repo_root):
+    """Converted official weights load strictly into the shipped COCO config
+    (at the fixture's size); raw images of odd, different sizes through the
+    config's own data preprocessor give the official outputs."""
+    from vitdense.converters.relation_detr import \
+        convert_relation_detr_official
+    data = _load('relation_detr_tiny_official.pth')
+    assert_matches_official_outputs(
+        convert_relation_detr_official(official_checkpoint(data)), data,
+        repo_root)
+
+
+def coco_config_model(repo_root: str, settings: dict):
+    """``relation-detr_r50_8xb2-12e_coco.py`` with only the sizes of the
+    fixture changed (ResNet-18 at 1/8 width, 32 wide, 2 + 3 layers, ...); the
+    data preprocessor and everything else are the config's."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(
+        osp.join(repo_root, 'configs', 'relation_detr',
+                 'relation-detr_r50_8xb2-12e_coco.py'))
+    embed = dict(embed_dims=settings['embed_dim'])
+    ffn = dict(embed, feedforward_channels=settings['d_ffn'])
+    cfg.merge_from_dict(dict(model=dict(
+        num_queries=settings['num_queries'],
+        num_hybrid_queries=settings['hybrid_num_proposals'],
+        backbone=dict(depth=18, base_channels=8, init_cfg=None),
+        neck=dict(in_channels=settings['in_channels'],
+                  out_channels=settings['embed_dim']),
+        encoder=dict(num_layers=settings['enc_layers'],
+                     layer_cfg=dict(self_attn_cfg=embed, ffn_cfg=ffn)),
+        decoder=dict(num_layers=settings['dec_layers'],
+                     layer_cfg=dict(self_attn_cfg=embed, cross_attn_cfg=embed,
+                                    ffn_cfg=ffn)),
+        positional_encoding=dict(num_feats=settings['embed_dim'] // 2),
+        bbox_head=dict(num_classes=settings['num_classes'], **embed),
+        dn_cfg=dict(group_cfg=dict(num_dn_queries=settings['denoising_nums'])),
+        test_cfg=dict(
+            max_per_img=settings['select_box_nums_for_evaluation']))))
+    return build(cfg.model.to_dict())
+
+
+def preprocess_raw_images(model, images: list) -> dict:
+    """RGB uint8 (3, H, W) images as the test pipeline hands them over (BGR,
+    as ``LoadImageFromFile`` reads them, no resize) through the model's own
+    data preprocessor."""
+    from mmdet.structures import DetDataSample
+    samples = [
+        DetDataSample(metainfo=dict(
+            img_shape=tuple(img.shape[1:]), ori_shape=tuple(img.shape[1:]),
+            scale_factor=(1., 1.))) for img in images
+    ]
+    return model.data_preprocessor(
+        dict(inputs=[img.flip(0) for img in images], data_samples=samples),
+        False)
+
+
+def assert_matches_official_outputs(state_dict: dict, data: dict,
+                                    repo_root: str) -> None:
+    """Load converted fixture weights strictly into the COCO config's model
+    and compare every decoder layer's logits and boxes, and the detections,
+    with the official model's on the fixture's raw images."""
+    model = coco_config_model(repo_root, data['settings']).eval()
+    model.load_state_dict(state_dict, strict=True)
+    batch = preprocess_raw_images(model, data['images'])
+    with torch.no_grad():
+        img_feats = model.extract_feat(batch['inputs'])
+        head_inputs = model.forward_transformer(img_feats,
+                                                batch['data_samples'])
+        cls_scores, bbox_preds = model.bbox_head(head_inputs['hidden_states'],
+                                                 head_inputs['references'])
+        results = model.predict(batch['inputs'], batch['data_samples'])
+    assert_matches_official(cls_scores, bbox_preds, results, data)
 
 
 def test_converter_tool_output_loads_strictly(tmp_path, repo_root):
@@ -474,21 +540,24 @@ def hf_fixture_state_dict() -> dict:
     return official_to_hf(data['state_dict'])
 
 
-def test_hf_checkpoint_matches_official_model():
+def test_hf_checkpoint_matches_official_model(repo_root):
     """HF-layout weights of the official fixture convert to exactly the
     official conversion, load strictly and reproduce the official outputs."""
-    from vitdense.models.detectors.relation_detr import (
+    from vitdense.converters.relation_detr import (
         convert_relation_detr_hf, convert_relation_detr_official)
     data = _load('relation_detr_tiny_official.pth')
-    hf = hf_fixture_state_dict()
+    hf = {
+        **hf_fixture_state_dict(),
+        **official_to_hf(data['backbone_state_dict'])
+    }
     assert 'model.decoder.layers.0.self_attn.q_proj.weight' in hf
     assert not any(k.startswith('transformer.') for k in hf)
     state_dict = convert_relation_detr_hf(hf)
-    reference = convert_relation_detr_official(data['state_dict'])
+    reference = convert_relation_detr_official(official_checkpoint(data))
     assert set(state_dict) == set(reference)
     for key, value in reference.items():
         assert torch.equal(state_dict[key], value), key
-    assert_matches_official_outputs(state_dict, data)
+    assert_matches_official_outputs(state_dict, data, repo_root)
 
 
 @pytest.mark.parametrize('flavour', ['timm', 'transformers'])
@@ -496,7 +565,7 @@ def test_hf_checkpoint_matches_official_model():
 def test_hf_resnet_backbones_map_to_mmdet_resnet(flavour, depth):
     from mmdet.models.backbones import ResNet
 
-    from vitdense.models.detectors.relation_detr import \
+    from vitdense.converters.relation_detr import \
         convert_relation_detr_hf
     resnet = ResNet(depth=depth, base_channels=8)
     hf = {**hf_fixture_state_dict(),
@@ -518,7 +587,7 @@ def test_hf_resnet_backbones_map_to_mmdet_resnet(flavour, depth):
 
 
 def test_hf_checkpoint_with_backbone_loads_strictly_into_the_model():
-    from vitdense.models.detectors.relation_detr import \
+    from vitdense.converters.relation_detr import \
         convert_relation_detr_hf
     model = build(tiny_model_cfg())
     backbone = {
@@ -537,7 +606,7 @@ def test_hf_checkpoint_with_backbone_loads_strictly_into_the_model():
     'model.some_new_module.weight',
 ])
 def test_hf_converter_names_unmapped_keys(key):
-    from vitdense.models.detectors.relation_detr import \
+    from vitdense.converters.relation_detr import \
         convert_relation_detr_hf
     hf = hf_fixture_state_dict()
     hf[key] = torch.zeros(1)
@@ -546,7 +615,7 @@ def test_hf_converter_names_unmapped_keys(key):
 
 
 def test_hf_converter_needs_all_of_q_k_v():
-    from vitdense.models.detectors.relation_detr import \
+    from vitdense.converters.relation_detr import \
         convert_relation_detr_hf
     hf = hf_fixture_state_dict()
     del hf['model.decoder.layers.1.self_attn.v_proj.bias']
@@ -555,7 +624,7 @@ def test_hf_converter_needs_all_of_q_k_v():
 
 
 def test_layout_detection():
-    from vitdense.models.detectors.relation_detr import (
+    from vitdense.converters.relation_detr import (
         convert_relation_detr_official, detect_relation_detr_layout)
     official = _load('relation_detr_tiny_official.pth')['state_dict']
     assert detect_relation_detr_layout(official) == 'official'
@@ -644,9 +713,9 @@ def test_converter_tool_reads_safetensors_or_says_what_is_missing(
 ])
 def test_backbone_configs_build_and_predict(repo_root, name, strides):
     """The real architectures without pretrained weights, one 150x210 image
-    (not a multiple of 32). At strides 8-64 it has 700 memory tokens, fewer
-    than the 900 queries of the configs: the selection is capped, as in the
-    official code."""
+    (not a multiple of 32: padded to 160x224 as the official model does). At
+    strides 8-64 it has 747 memory tokens, fewer than the 900 queries of the
+    configs: the selection is capped, as in the official code."""
     from mmdet.structures import DetDataSample
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(repo_root, 'configs', 'relation_detr',
@@ -665,8 +734,10 @@ def test_backbone_configs_build_and_predict(repo_root, name, strides):
             dict(inputs=[image], data_samples=[sample]), False)
         feats = model.extract_feat(data['inputs'])
         results = model.predict(data['inputs'], data['data_samples'])
+    ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+    assert data['inputs'].shape[-2:] == (ph, pw) == (160, 224)
     assert [tuple(f.shape) for f in feats] == [
-        (1, 256, -(-h // s), -(-w // s)) for s in strides
+        (1, 256, -(-ph // s), -(-pw // s)) for s in strides
     ]
     pred = results[0].pred_instances
     assert pred.bboxes.shape == (300, 4) and pred.scores.shape == (300, )

@@ -1,2 +1,1 @@
-
-from .relation_detr_head import IoUVarifocalLoss, RelationDETRHead  # noqa: F401
+from .relation_detr_head import RelationDETRHead  # noqa: F401

@@ -17,7 +17,11 @@ What is added to mmdet's deformable encoder / DINO decoder:
 * decoder ``query_scale`` on the positional query (layers > 0), as the
   official decoder does;
 * the sine encoding of reference boxes uses ``embed_dims // 2`` features per
-  coordinate (mmdet 3.3 hard-codes 128, which breaks every width but 256).
+  coordinate, as the official DINO and Relation-DETR decoders
+  (``get_sine_pos_embed(reference_points, embed_dim // 2)``); mmdet 3.3
+  hard-codes 128, which breaks every width but 256. With ``relation`` and
+  ``query_scale`` off the decoder is mmdet's DINO decoder at any width
+  (``vitdense.models.detectors.AnyWidthDINO``).
 """
 from typing import Optional, Tuple
 

@@ -1,1 +1,1 @@
-
+from .varifocal_loss import IoUVarifocalLoss  # noqa: F401
