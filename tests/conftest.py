@@ -39,4 +39,7 @@ def kitti_shapes_root(tmp_path_factory) -> str:
 def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'cuda: needs a CUDA GPU (skipped without one)')
+    config.addinivalue_line(
+        'markers', 'slow: end-to-end tool runs (run by default; deselect '
+        'with -m "not slow")')
     os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))

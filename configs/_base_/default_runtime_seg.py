@@ -3,8 +3,11 @@ _base_ = 'mmseg::_base_/default_runtime.py'
 
 custom_imports = dict(
     imports=[
-        'vitdense.datasets', 'vitdense.engine', 'vitdense.models',
-        'vitdense.ops'
+        'vitdense.datasets', 'vitdense.engine', 'vitdense.evaluation',
+        'vitdense.models', 'vitdense.ops'
     ],
     allow_failed_imports=False)
-custom_hooks = [dict(type='RNGStateHook')]
+custom_hooks = [
+    dict(type='RNGStateHook'),
+    dict(type='NonFiniteCheckHook')  # a NaN/Inf loss stops training
+]

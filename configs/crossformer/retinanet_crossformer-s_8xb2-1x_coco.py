@@ -1,5 +1,6 @@
 # CrossFormer-S, RetinaNet, 12 epochs, COCO. Settings of the official detection
 # configs (CrossFormer_S; AdamW, lr 1e-4, wd 1e-4). Official: 44.4 box AP.
+# The base of the other CrossFormer(++) RetinaNet configs.
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',
     'mmdet::_base_/datasets/coco_detection.py',

@@ -1,10 +1,10 @@
 # A narrow CrossFormer++ (32-64-128-256) in UperNet on the embedded
 # ADE20K-format shapes (64x64 crops, BN instead of SyncBN): trains on a CPU;
-# used by the tests.
+# used by the tests. mmseg's default hooks come with its schedule files.
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
     '../_base_/datasets/ade20k_shapes.py',
-    '../_base_/default_runtime_seg.py'
+    '../_base_/default_runtime_seg.py', '../_base_/schedules/schedule_80k.py'
 ]
 norm_cfg = dict(type='BN', requires_grad=True)
 crop_size = (64, 64)
@@ -29,10 +29,9 @@ model = dict(
         norm_cfg=norm_cfg),
     auxiliary_head=dict(
         in_channels=128, channels=32, num_classes=150, norm_cfg=norm_cfg))
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=400, val_interval=200)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+train_cfg = dict(max_iters=400, val_interval=200)
 optim_wrapper = dict(
+    _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.01),
     paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}))

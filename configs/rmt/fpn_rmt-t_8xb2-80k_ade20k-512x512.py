@@ -1,6 +1,7 @@
 # RMT-T, Semantic FPN, 80k iterations, ADE20K 512x512. Settings of the
 # official segmentation/configs/RMT/RMT_FPN_t_1x.py (AdamW, lr 1e-4,
 # wd 1e-4, poly 0.9 down to 1e-4). Paper: 46.4 mIoU.
+# The base of the RMT-S/B/L FPN configs.
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/datasets/ade20k.py',
     '../_base_/default_runtime_seg.py', '../_base_/schedules/schedule_80k.py'

@@ -1,27 +1,10 @@
-# RMT-S, Mask R-CNN, 12 epochs, COCO. Settings of the official
-# qhfan/RMT detect/configs/RMT/maskrcnn_s_1x.py (AdamW, lr 0.0004, wd 0.05,
-# no decay on norms; the official runs used fp16). Paper: 49.0 / 43.9.
-_base_ = [
-    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
-    'mmdet::_base_/datasets/coco_instance.py',
-    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime.py'
-]
-# Official ImageNet-1K RMT-S weights are on Baidu Pan only (qhfan/RMT
-# README); init_cfg reads the official file as is (keys mapped by
-# vitdense.models.backbones.rmt.checkpoint_filter_fn).
+# RMT-S, Mask R-CNN, 12 epochs, COCO (official
+# detect/configs/RMT/maskrcnn_s_1x.py). Paper: 49.0 box / 43.9 mask.
+_base_ = './mask-rcnn_rmt-t_8xb2-1x_coco.py'
 pretrained = 'checkpoints/rmt-s_in1k.pth'
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='RMT',
         arch='s',
         drop_path_rate=0.15,
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[64, 128, 256, 512]))
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(
-        type='AdamW', lr=0.0004, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}))

@@ -1,8 +1,12 @@
 # RMT-S, Mask R-CNN, 36 epochs, multi-scale + crop (the DETR-style
 # AutoAugment of the official detect/configs/RMT/maskrcnn_s_3x.py, here
-# through mmdet's Swin 3x recipe), steps 27/33. Paper: 50.7 / 44.9.
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
-custom_imports = dict(imports=['vitdense'], allow_failed_imports=False)
+# through mmdet's Swin 3x recipe), steps 27/33, the optimiser of the RMT 1x
+# configs. Paper: 50.7 / 44.9. The base of the RMT-B 3x config.
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    '../_base_/datasets/coco_instance_ms-crop.py',
+    '../_base_/schedules/schedule_adamw_3x.py', '../_base_/default_runtime.py'
+]
 # Official ImageNet-1K RMT-S weights are on Baidu Pan only (qhfan/RMT
 # README); init_cfg reads the official file as is (keys mapped by
 # vitdense.models.backbones.rmt.checkpoint_filter_fn).

@@ -1,28 +1,10 @@
-# RMT-B, RetinaNet, 12 epochs, COCO. Settings of the official
-# detect/configs/RMT/retinanet_m_1x.py (AdamW, lr 4e-4, wd 1e-4).
-# Paper: 49.1 box AP.
-_base_ = [
-    'mmdet::_base_/models/retinanet_r50_fpn.py',
-    'mmdet::_base_/datasets/coco_detection.py',
-    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime.py'
-]
-# Official ImageNet-1K RMT-B weights are on Baidu Pan only (qhfan/RMT
-# README); init_cfg reads the official file as is (keys mapped by
-# vitdense.models.backbones.rmt.checkpoint_filter_fn).
+# RMT-B, RetinaNet, 12 epochs, COCO (official
+# detect/configs/RMT/retinanet_m_1x.py). Paper: 49.1 box AP.
+_base_ = './retinanet_rmt-t_8xb2-1x_coco.py'
 pretrained = 'checkpoints/rmt-b_in1k.pth'
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='RMT',
         arch='b',
         drop_path_rate=0.4,
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    neck=dict(
-        in_channels=[80, 160, 320, 512],
-        start_level=1,
-        add_extra_convs='on_input'))
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=0.0004, weight_decay=0.0001))
+    neck=dict(in_channels=[80, 160, 320, 512]))

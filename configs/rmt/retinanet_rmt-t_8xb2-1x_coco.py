@@ -1,6 +1,7 @@
 # RMT-T, RetinaNet, 12 epochs, COCO. Settings of the official
 # detect/configs/RMT/retinanet_t_1x.py (AdamW, lr 4e-4, wd 1e-4).
 # Paper: 45.1 box AP.
+# The base of the RMT-S/B/L RetinaNet configs.
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',
     'mmdet::_base_/datasets/coco_detection.py',

@@ -2,6 +2,7 @@
 # official segmentation/configs/RMT/RMT_Uper_s_2x.py (AdamW, lr 6e-5,
 # wd 0.01, no decay on norms, 1500 warm-up iterations, poly 1.0).
 # Paper: 49.8 mIoU.
+# The base of the RMT-B/L UperNet configs.
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py', 'mmseg::_base_/datasets/ade20k.py',
     '../_base_/default_runtime_seg.py', '../_base_/schedules/schedule_160k.py'

@@ -1,7 +1,11 @@
-# Swin-T (IN-1K), Mask R-CNN, 36 epochs, multi-scale + crop, COCO.
+# Swin-T (IN-1K), Mask R-CNN, 36 epochs, multi-scale + crop, COCO: mmdet's
+# Swin 3x recipe with vitdense.SwinTransformer.
 # Official Swin-Det T 3x: 46.0 box / 41.6 mask.
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
-custom_imports = dict(imports=['vitdense'], allow_failed_imports=False)
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    '../_base_/datasets/coco_instance_ms-crop.py',
+    '../_base_/schedules/schedule_adamw_3x.py', '../_base_/default_runtime.py'
+]
 pretrained = 'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth'  # noqa
 model = dict(
     backbone=dict(

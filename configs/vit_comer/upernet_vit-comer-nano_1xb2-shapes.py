@@ -1,9 +1,11 @@
 # Tiny ViT-CoMer (width 32, segmentation flavour) + UperNet from scratch on the
 # embedded ADE20K-format shapes (64x64 crops), for CPU tests and smoke runs.
+# mmseg keeps its default hooks in the schedule files: the 80k schedule brings
+# them (typed), this file shortens the schedule.
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
     '../_base_/datasets/ade20k_shapes.py',
-    '../_base_/default_runtime_seg.py'
+    '../_base_/default_runtime_seg.py', '../_base_/schedules/schedule_80k.py'
 ]
 width = 32
 norm_cfg = dict(type='BN', requires_grad=True)
@@ -40,9 +42,8 @@ train_cfg = dict(
     type='IterBasedTrainLoop',
     max_iters=max_iters,
     val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
+    _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-4, weight_decay=0.01),
     clip_grad=dict(max_norm=1.0))
