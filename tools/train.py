@@ -1,6 +1,7 @@
 """Train a model: ``python tools/train.py CONFIG [options]`` (mmdet's flags).
 
-On top of mmdet's tool: the work dir is locked for the run
+On top of mmdet's tool: the process re-runs itself under tcmalloc
+(:func:`~vitdense.utils.preload_tcmalloc`), the work dir is locked for the run
 (:class:`~vitdense.utils.WorkDirLock`), mmengine's ``CheckpointHook`` is
 replaced by :class:`~vitdense.engine.AtomicCheckpointHook` (no checkpoint is
 lost to a kill during a save), and ``--resume`` of a weights-only file says
@@ -21,7 +22,7 @@ from mmengine.runner import Runner
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 from vitdense.utils import (WorkDirLock, configure_cpu_distributed,
-                            enable_cpu_caching_allocator, launcher_rank,
+                            launcher_rank, preload_tcmalloc,
                             register_all_modules)
 
 
@@ -90,7 +91,7 @@ def use_vitdense_hooks(cfg: Config) -> None:
 
 def main():
     args = parse_args()
-    enable_cpu_caching_allocator()  # large CPU tensors reuse freed memory
+    preload_tcmalloc()  # re-run under tcmalloc (faster CPU training)
     register_all_modules(init_default_scope=False)
     setup_cache_size_limit_of_dynamo()
 

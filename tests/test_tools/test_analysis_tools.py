@@ -13,6 +13,7 @@ from torch import nn
 from ._helpers import TINY_CONFIG, data_options, run_tool
 
 
+@pytest.mark.slow
 def test_browse_dataset_draws_ground_truth_boxes(coco_shapes_root, tmp_path):
     out = str(tmp_path / 'gt')
     run_tool(['tools/misc/browse_dataset.py', TINY_CONFIG, '--output-dir',
@@ -115,6 +116,7 @@ def test_get_flops_counts_msda_and_relation_of_relation_detr(repo_root):
     assert result['params'] == sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_get_flops_prints_flops_and_params():
     out = run_tool(['tools/analysis_tools/get_flops.py', NANO_RELATION_DETR,
                     '--shape', '128', '128']).stdout
@@ -126,6 +128,7 @@ def test_get_flops_prints_flops_and_params():
     assert 'Input shape: (128, 128)' in out
 
 
+@pytest.mark.slow
 def test_benchmark_prints_fps_of_a_random_model(coco_shapes_root):
     out = run_tool(['tools/analysis_tools/benchmark.py', NANO_RELATION_DETR,
                     '--max-iter', '3', '--num-warmup', '1',
@@ -137,6 +140,7 @@ def test_benchmark_prints_fps_of_a_random_model(coco_shapes_root):
     assert fps and float(fps.group(1)) > 0
 
 
+@pytest.mark.slow
 def test_benchmark_detr_compares_three_models():
     out = run_tool(['tools/analysis_tools/benchmark_detr.py', '--queries',
                     '20', '--dn-queries', '10', '--hybrid-queries', '30',
@@ -156,6 +160,6 @@ def test_benchmark_detr_compares_three_models():
         assert float(ratio.rstrip('x')) > 0
         assert float(peak_mb) >= 0 and float(img_s) > 0
         assert float(faults) >= 0
-    assert 'CPU caching allocator on' in out
-    assert re.search(r'"DINO \+ relation" step time is [+-][0-9.]+% vs DINO: '
-                     r'(within|NOT within) the 15% target', out)
+    assert re.search(r'allocator (tcmalloc|glibc)', out)
+    assert re.search(r'"DINO \+ relation" step time is [+-][0-9.]+% vs DINO '
+                     r'at [0-9]+ queries', out)

@@ -27,11 +27,7 @@ from mmengine.runner import Runner, load_checkpoint
 from torch import nn
 
 from vitdense.utils import register_all_modules
-
-if __package__:
-    from .benchmark_backbone import _status_kb
-else:  # run as a script: its folder is on sys.path
-    from benchmark_backbone import _status_kb
+from vitdense.utils.benchmark import status_kb
 
 
 def build_model(cfg: Config, checkpoint: Optional[str], fuse: bool,
@@ -50,8 +46,8 @@ def memory_report(device: str) -> str:
     if device.startswith('cuda'):
         return (f'cuda memory: '
                 f'{torch.cuda.max_memory_allocated(device) // 2**20} MB')
-    return (f'RSS: {_status_kb("VmRSS") // 1024} MB, '
-            f'peak RSS: {_status_kb("VmHWM") // 1024} MB')
+    return (f'RSS: {status_kb("VmRSS") // 1024} MB, '
+            f'peak RSS: {status_kb("VmHWM") // 1024} MB')
 
 
 def run_once(model: nn.Module, data_loader, max_iter: int, log_interval: int,

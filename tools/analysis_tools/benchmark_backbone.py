@@ -17,44 +17,19 @@ activations and workspaces on top of the resident weights (Linux only). CUDA
 peak memory is ``torch.cuda.max_memory_allocated`` (weights included).
 """
 import argparse
-import ctypes
-import ctypes.util
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
+
+from vitdense.utils.benchmark import (add_device_args, reset_peak_rss,
+                                      setup_device, status_kb)
 
 #: type -> archs benchmarked by default
 BACKBONES: Dict[str, List[str]] = {
     'RMT': ['t', 's', 'b', 'l'],
     'CrossFormer': ['t', 's', 'b', 'l', 'pp-s', 'pp-b', 'pp-l', 'pp-h'],
 }
-
-
-def _status_kb(field: str) -> Optional[int]:
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    libc_name = ctypes.util.find_library('c')
-    if libc_name:
-        try:
-            ctypes.CDLL(libc_name).malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
 
 
 def benchmark(model: torch.nn.Module, size: int, batch: int, iters: int,
@@ -71,7 +46,7 @@ def benchmark(model: torch.nn.Module, size: int, batch: int, iters: int,
             torch.cuda.reset_peak_memory_stats()
             base = None
         else:
-            base = _status_kb('VmRSS') if _reset_peak_rss() else None
+            base = status_kb('VmRSS') if reset_peak_rss() else None
         start = time.perf_counter()
         for _ in range(iters):
             model(x)
@@ -80,7 +55,7 @@ def benchmark(model: torch.nn.Module, size: int, batch: int, iters: int,
     if device.startswith('cuda'):
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     elif base is not None:
-        peak_mb = (_status_kb('VmHWM') - base) / 1024
+        peak_mb = (status_kb('VmHWM') - base) / 1024
     else:
         peak_mb = float('nan')
     return dict(fps=batch * iters / elapsed, peak_mb=peak_mb)
@@ -96,9 +71,7 @@ def parse_args():
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--iters', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=1)
-    parser.add_argument('--device', default='cpu', help='cpu or cuda')
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch CPU threads (default: torch default)')
+    add_device_args(parser)
     return parser.parse_args()
 
 
@@ -106,10 +79,7 @@ def main() -> None:
     args = parse_args()
     import vitdense.models  # noqa: F401  (registers the backbones)
     from vitdense.registry import MODELS
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device.startswith('cuda') and not torch.cuda.is_available():
-        raise SystemExit('--device cuda given but CUDA is not available')
+    setup_device(args)
 
     mem = 'peak MiB (forward)' if args.device == 'cpu' else \
         'peak MiB (allocated)'

@@ -112,12 +112,4 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Fused box relation bias, forward");
   m.def("relation_backward", &vitdense::relation_backward,
         "Fused box relation bias, backward for weight and bias");
-  m.def("enable_cpu_caching_allocator",
-        &vitdense::enable_cpu_caching_allocator,
-        "Cache freed large CPU blocks for reuse (see caching_allocator.cpp)");
-  m.def("cpu_caching_allocator_stats", &vitdense::cpu_caching_allocator_stats,
-        "[cached bytes, max cached bytes, hits, misses]");
-  m.def("cpu_caching_allocator_empty_cache",
-        &vitdense::cpu_caching_allocator_empty_cache,
-        "Return the cached CPU blocks to the OS");
 }

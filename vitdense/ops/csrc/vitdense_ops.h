@@ -39,14 +39,6 @@ std::vector<at::Tensor> relation_backward_cpu(
     const at::Tensor &dim_t, const at::Tensor &grad_output, double scale,
     double eps);
 
-// Caching allocator for large CPU tensors (cpu/caching_allocator.cpp):
-// installs it (or updates its cache limit); whether it is torch's CPU
-// allocator now.
-bool enable_cpu_caching_allocator(int64_t max_cached_bytes);
-// {cached bytes, max cached bytes, hits, misses}; empty if never enabled.
-std::vector<int64_t> cpu_caching_allocator_stats();
-void cpu_caching_allocator_empty_cache();
-
 #ifdef WITH_CUDA
 at::Tensor msda_forward_cuda(const at::Tensor &value,
                              const at::Tensor &spatial_shapes,
