@@ -8,9 +8,12 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 from ._helpers import REPO_ROOT, TINY_CONFIG, data_options, tool_env
+
+pytestmark = pytest.mark.slow  # end-to-end runs of the tools
 
 
 def _free_port():
@@ -45,7 +48,9 @@ def test_two_process_cpu_ddp_keeps_ranks_identical(coco_shapes_root,
         _base_ = {TINY_CONFIG!r}
         custom_imports = dict(imports=['vitdense.engine', 'dump_params_hook'],
                               allow_failed_imports=False)
-        custom_hooks = [dict(type='RNGStateHook'), dict(type='DumpParamsHook')]
+        custom_hooks = [dict(type='RNGStateHook'),
+                        dict(type='NonFiniteCheckHook'),
+                        dict(type='DumpParamsHook')]
         train_cfg = dict(max_iters=3, val_interval=100)
     '''))
     work_dir = str(tmp_path / 'work')

@@ -5,10 +5,13 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from ._helpers import (REPO_ROOT, TINY_CONFIG, data_options, run_tool,
                        scalars, tool_env)
+
+pytestmark = pytest.mark.slow  # end-to-end runs of the tools
 
 NO_VAL = ['train_cfg.val_interval=100', 'default_hooks.checkpoint.interval=3']
 

@@ -7,6 +7,8 @@ import pytest
 
 from ._helpers import TINY_CONFIG, data_options, run_tool, scalars
 
+pytestmark = pytest.mark.slow  # end-to-end runs of the tools
+
 
 @pytest.fixture(scope='module')
 def trained(coco_shapes_root, tmp_path_factory):

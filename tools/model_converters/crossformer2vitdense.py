@@ -14,9 +14,7 @@ Example::
     python tools/model_converters/crossformer2vitdense.py \
         crossformer-s.pth crossformer-s_vitdense.pth
 """
-import argparse
-
-from vitdense.converters import (convert_crossformer, exit_on_refusal,
+from vitdense.converters import (convert_crossformer, converter_main,
                                  open_checkpoint, save_state_dict)
 
 
@@ -29,13 +27,7 @@ def convert(src: str, dst: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='official CrossFormer checkpoint')
-    parser.add_argument('dst', help='output path')
-    args = parser.parse_args()
-    with exit_on_refusal(parser):
-        state_dict = convert(args.src, args.dst)
-    print(f'wrote {len(state_dict)} tensors to {args.dst}')
+    converter_main(__doc__, convert, 'CrossFormer')
 
 
 if __name__ == '__main__':

@@ -10,9 +10,7 @@ Example::
 
     python tools/model_converters/rmt2vitdense.py rmt_t.pth rmt-t_vitdense.pth
 """
-import argparse
-
-from vitdense.converters import (convert_rmt, exit_on_refusal, open_checkpoint,
+from vitdense.converters import (convert_rmt, converter_main, open_checkpoint,
                                  save_state_dict)
 
 
@@ -25,13 +23,7 @@ def convert(src: str, dst: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='official RMT checkpoint')
-    parser.add_argument('dst', help='output path')
-    args = parser.parse_args()
-    with exit_on_refusal(parser):
-        state_dict = convert(args.src, args.dst)
-    print(f'wrote {len(state_dict)} tensors to {args.dst}')
+    converter_main(__doc__, convert, 'RMT')
 
 
 if __name__ == '__main__':

@@ -15,9 +15,7 @@ Example::
     python tools/model_converters/swin2vitdense.py \\
         swin_tiny_patch4_window7_224.pth swin-t_vitdense.pth
 """
-import argparse
-
-from vitdense.converters import (convert_swin_checkpoint, exit_on_refusal,
+from vitdense.converters import (convert_swin_checkpoint, converter_main,
                                  open_checkpoint, save_state_dict)
 
 
@@ -31,13 +29,7 @@ def convert(src: str, dst: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='official Swin checkpoint')
-    parser.add_argument('dst', help='output path')
-    args = parser.parse_args()
-    with exit_on_refusal(parser):
-        state_dict = convert(args.src, args.dst)
-    print(f'wrote {len(state_dict)} tensors to {args.dst}')
+    converter_main(__doc__, convert, 'Swin')
 
 
 if __name__ == '__main__':

@@ -8,8 +8,9 @@ safe reader in :mod:`vitdense.converters.io`. The command-line tools in
 """
 from .crossformer import convert_crossformer
 from .io import (CheckpointLayoutError, PickledObjectsError,
-                 backbone_state_dict, check_layout, exit_on_refusal,
-                 open_checkpoint, read_checkpoint, save_state_dict)
+                 backbone_state_dict, check_layout, converter_main,
+                 exit_on_refusal, open_checkpoint, read_checkpoint,
+                 save_state_dict)
 from .relation_detr import (convert_relation_detr, convert_relation_detr_hf,
                             convert_relation_detr_official,
                             detect_relation_detr_layout)
@@ -22,7 +23,8 @@ from .vit_comer import (convert_vit_comer, convert_vit_comer_checkpoint,
 __all__ = [
     'CheckpointLayoutError', 'PickledObjectsError', 'read_checkpoint',
     'open_checkpoint', 'backbone_state_dict', 'check_layout',
-    'save_state_dict', 'exit_on_refusal', 'convert_crossformer',
+    'save_state_dict', 'exit_on_refusal', 'converter_main',
+    'convert_crossformer',
     'convert_rmt', 'convert_swin_checkpoint', 'infer_swin_arch',
     'convert_vit_comer', 'convert_vit_comer_checkpoint',
     'convert_vit_to_vit_comer', 'infer_vit_comer_settings',

@@ -13,7 +13,7 @@ import os
 import os.path as osp
 from argparse import ArgumentParser
 from contextlib import contextmanager
-from typing import Dict, Iterator, Mapping, Sequence
+from typing import Callable, Dict, Iterator, Mapping, Sequence
 
 import torch
 
@@ -24,7 +24,7 @@ from vitdense.utils.checkpoint import (UnsafeCheckpointError,
 __all__ = [
     'CheckpointLayoutError', 'PickledObjectsError', 'read_checkpoint',
     'open_checkpoint', 'backbone_state_dict', 'check_layout',
-    'save_state_dict', 'exit_on_refusal'
+    'save_state_dict', 'exit_on_refusal', 'converter_main'
 ]
 
 #: weight files of an HF model folder, in order of preference
@@ -130,3 +130,17 @@ def exit_on_refusal(parser: ArgumentParser) -> Iterator[None]:
     except (CheckpointLayoutError, UnsafeCheckpointError,
             FileNotFoundError) as err:
         parser.exit(1, f'{parser.prog}: error: {err}\n')
+
+
+def converter_main(doc: str, convert: Callable[[str, str], Mapping],
+                   family: str) -> None:
+    """The command line of a ``SRC DST`` converter in
+    ``tools/model_converters/``: ``convert(src, dst)`` returns the written
+    state dict; a refused input exits with status 1 and the reason."""
+    parser = ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument('src', help=f'official {family} checkpoint')
+    parser.add_argument('dst', help='output path')
+    args = parser.parse_args()
+    with exit_on_refusal(parser):
+        state_dict = convert(args.src, args.dst)
+    print(f'wrote {len(state_dict)} tensors to {args.dst}')
