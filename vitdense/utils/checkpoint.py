@@ -26,7 +26,7 @@ import pickle
 import re
 import warnings
 from tempfile import TemporaryDirectory
-from typing import IO, Callable, List, Optional, Tuple, Union
+from typing import IO, Callable, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlparse
 
 import numpy as np
@@ -37,6 +37,7 @@ from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
 __all__ = ['UnsafeCheckpointError', 'checkpoint_safe_globals',
+           'compare_state_dicts',
            'load_checkpoint_safely', 'install_safe_checkpoint_loader']
 
 
@@ -225,6 +226,21 @@ SAFE_SCHEMES = (
     (('open-mmlab://', 'openmmlab://'), load_from_openmmlab_safely),
     ('mmcls://', load_from_mmcls_safely),
 )
+
+
+def compare_state_dicts(expected: Mapping, given: Mapping
+                        ) -> Tuple[List[str], List[str], List[tuple]]:
+    """How ``given`` differs from ``expected`` (a model's state dict):
+    its missing keys (in ``expected``'s order), its unexpected keys (in
+    ``given``'s order) and ``(key, given shape, expected shape)`` of the
+    tensors whose shapes differ."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    mismatched = [(k, tuple(given[k].shape), tuple(v.shape))
+                  for k, v in expected.items()
+                  if k in given and hasattr(given[k], 'shape')
+                  and tuple(given[k].shape) != tuple(v.shape)]
+    return missing, unexpected, mismatched
 
 
 def install_safe_checkpoint_loader() -> None:

@@ -15,6 +15,7 @@ from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from vitdense.registry import HOOKS
+from vitdense.utils.checkpoint import compare_state_dicts
 
 __all__ = ['CheckpointCheckHook', 'CheckpointMismatchError',
            'NoTrainingStateError', 'state_dict_mismatch']
@@ -48,15 +49,9 @@ def state_dict_mismatch(model: nn.Module, state_dict: dict) -> str:
     state_dict = {(k[len('module.'):] if k.startswith('module.') else k): v
                   for k, v in state_dict.items()}
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict
-               and not k.endswith('num_batches_tracked')]
-    unexpected = [k for k in state_dict if k not in expected]
-    mismatched = [
-        f'{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}'
-        for k, v in expected.items()
-        if k in state_dict and hasattr(state_dict[k], 'shape')
-        and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
+    missing, unexpected, shapes = compare_state_dicts(expected, state_dict)
+    missing = [k for k in missing if not k.endswith('num_batches_tracked')]
+    mismatched = [f'{k} {given} vs {own}' for k, given, own in shapes]
     parts = []
     if mismatched:
         parts.append(f'{len(mismatched)} of {len(expected)} tensors have '

@@ -21,6 +21,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from vitdense.utils.checkpoint import compare_state_dicts
+
 __all__ = [
     'resolve_arch', 'unwrap_checkpoint', 'keep_own',
     'load_state_dict_strictly', 'load_pretrained',
@@ -106,12 +108,8 @@ def load_state_dict_strictly(model: nn.Module,
             (``Missing key(s)``, ``Unexpected key(s)``, ``size mismatch``
             lines, as ``torch`` does).
     """
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    mismatched = sorted((k, tuple(v.shape), tuple(own[k].shape))
-                        for k, v in state_dict.items()
-                        if k in own and v.shape != own[k].shape)
+    missing, unexpected, mismatched = map(
+        sorted, compare_state_dicts(model.state_dict(), state_dict))
     if missing or unexpected or mismatched:
         counts = [
             f'{len(found)} {kind}'
