@@ -132,7 +132,9 @@ class CPUAmpOptimWrapper(OptimWrapper):
 @pytest.fixture(scope='module')
 def detectors():
     """The tiny DINO of the tests (64x64, 1+2 layers, width 64), and the
-    Relation-DETR demo config at the same size."""
+    Relation-DETR demo config at the same size (skipped without mmdet, as
+    on a bare GPU machine)."""
+    pytest.importorskip('mmdet')
     relation = Config.fromfile(RELATION)
     relation.merge_from_dict(dict(model=runpy.run_path(TINY_DINO)['model']))
     import vitdense.models  # noqa: F401
@@ -215,6 +217,7 @@ def test_detector_trains_a_step_under_bf16_autocast(kind, detectors):
 
 
 def tiny_vit_comer():
+    pytest.importorskip('mmcv')
     from vitdense.models.backbones.vit_comer import ViTCoMer
     torch.manual_seed(0)
     return ViTCoMer(

@@ -11,12 +11,20 @@ Sampling locations are realistic rather than uniform: decoder queries sample
 inside random reference boxes (mmdet's 4-d reference-point formula),
 encoder queries around their own pixel (offsets of a few pixels).
 
+On CUDA, without mmcv installed, ``--mmcv-sdist`` compiles mmcv 2.1.0's
+MSDA kernel from its source distribution as the baseline
+(``tools/device/mmcv_msda.py``), and a second table shows vitdense's
+variants at fp32 as the reference: bf16 (time and error relative to fp32),
+the deterministic backward and the fused softmax.
+
 Example::
 
     OMP_NUM_THREADS=2 python tools/analysis_tools/benchmark_ops.py
-    python tools/analysis_tools/benchmark_ops.py --device cuda
+    VITDENSE_CUDA_OPS=1 python tools/analysis_tools/benchmark_ops.py \
+        --device cuda --mmcv-sdist .whl/mmcv-2.1.0.tar.gz
 """
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -46,6 +54,12 @@ def parse_args():
         '--ops', nargs='+', default=['msda', 'relation'],
         choices=['msda', 'relation'])
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--mmcv-sdist',
+        help='mmcv-2.1.0.tar.gz: build the CUDA baseline from it')
+    parser.add_argument(
+        '--mmcv-build', default='build/mmcv_msda',
+        help='build folder of the --mmcv-sdist baseline')
     parser.add_argument(
         '--peak-child', nargs=2, metavar=('OP', 'N'), help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -100,8 +114,15 @@ def msda_inputs(batch: int, num_queries: int, kind: str,
     return value, shapes, start, locations.contiguous(), weights
 
 
-def mmcv_msda(device: torch.device) -> Callable:
-    """mmcv's op as its module runs it on ``device``."""
+def mmcv_msda(device: torch.device, args) -> Callable:
+    """mmcv's op as its module runs it on ``device``: from mmcv, or on CUDA
+    built from ``--mmcv-sdist``."""
+    if device.type == 'cuda' and args.mmcv_sdist:
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..',
+                                        'device'))
+        import mmcv_msda as baseline
+        return baseline.mmcv_msda_function(
+            baseline.build(args.mmcv_sdist, args.mmcv_build))
     from mmcv.ops import multi_scale_deform_attn as mmcv_msda_module
     if device.type == 'cuda':
         return lambda v, s, i, loc, w: (
@@ -133,7 +154,7 @@ def time_fwd_bwd(op: Callable, inputs: Tuple[torch.Tensor, ...],
 
 
 def bench_msda(args, device: torch.device) -> None:
-    baseline = mmcv_msda(device)
+    baseline = mmcv_msda(device, args)
     name = 'grid_sample path' if device.type == 'cpu' else 'CUDA kernel'
     rows = [
         f'| shape | vitdense fwd | mmcv fwd ({name}) | speed-up | '
@@ -150,11 +171,54 @@ def bench_msda(args, device: torch.device) -> None:
         ref_f, ref_fb, ref_out = time_fwd_bwd(baseline, inputs, device,
                                               args.repeats, args.warmup)
         diff = (ours_out - ref_out).abs().max().item()
-        rows.append(f'| {title} | {ours_f:.1f} | {ref_f:.1f} | '
-                    f'{ref_f / ours_f:.1f}x | {ours_fb:.1f} | {ref_fb:.1f} | '
-                    f'{ref_fb / ours_fb:.1f}x | {diff:.1e} |')
+        rows.append(f'| {title} | {ours_f:.3f} | {ref_f:.3f} | '
+                    f'{ref_f / ours_f:.2f}x | {ours_fb:.3f} | {ref_fb:.3f} | '
+                    f'{ref_fb / ours_fb:.2f}x | {diff:.1e} |')
         print(rows[-1], flush=True)
 
+
+def fused_softmax_op(value, shapes, start, locations, logits):
+    return multi_scale_deformable_attn(
+        value, shapes, start, locations, logits, softmax=True)
+
+
+def bench_msda_variants(args, device: torch.device) -> None:
+    """bf16 (error relative to the largest output, against fp32 on the
+    same bf16-rounded inputs), deterministic backward and fused softmax,
+    with fp32 as the reference."""
+    rows = [
+        '| shape | fp32 fwd+bwd | bf16 fwd+bwd | bf16 max rel err | '
+        'deterministic fwd+bwd | fused softmax fwd+bwd |',
+        '|---|---:|---:|---:|---:|---:|'
+    ]
+    print('\n'.join(rows), flush=True)
+    for title, batch, queries, kind in MSDA_CASES:
+        torch.manual_seed(args.seed)
+        inputs = msda_inputs(batch, queries, kind, device)
+        timing = (device, args.repeats, args.warmup)
+        _, fp32, _ = time_fwd_bwd(multi_scale_deformable_attn, inputs,
+                                  *timing)
+        low = tuple(t.bfloat16() if t.is_floating_point() else t
+                    for t in inputs)
+        _, bf16, out16 = time_fwd_bwd(multi_scale_deformable_attn, low,
+                                      *timing)
+        # the kernel's own error: fp32 on the same bf16-rounded inputs
+        with torch.no_grad():
+            exact = multi_scale_deformable_attn(
+                *(t.float() if t.is_floating_point() else t for t in low))
+        error = ((out16.float() - exact).abs().max() /
+                 exact.abs().max()).item()
+        torch.use_deterministic_algorithms(True)
+        try:
+            _, determ, _ = time_fwd_bwd(multi_scale_deformable_attn, inputs,
+                                        *timing)
+        finally:
+            torch.use_deterministic_algorithms(False)
+        logits = inputs[:4] + (inputs[4].log(), )
+        _, fused, _ = time_fwd_bwd(fused_softmax_op, logits, *timing)
+        rows.append(f'| {title} | {fp32:.2f} | {bf16:.2f} | {error:.1e} | '
+                    f'{determ:.2f} | {fused:.2f} |')
+        print(rows[-1], flush=True)
 
 
 def relation_inputs(n: int, device: torch.device, seed: int):
@@ -268,6 +332,9 @@ def main():
     if 'msda' in args.ops:
         bench_msda(args, device)
         print()
+        if device.type == 'cuda':
+            bench_msda_variants(args, device)
+            print()
     if 'relation' in args.ops:
         bench_relation(args, device)
 

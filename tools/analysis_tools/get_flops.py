@@ -10,14 +10,16 @@ needed. And vitdense's own ops are counted: mmengine's jit-based counter
 knows only ``aten`` ops and would report them as unsupported and count them
 as 0, so handles are registered for:
 
-* ``_MSDAFunction`` (multi-scale deformable attention): per query, head,
-  level and point, bilinear sampling reads 4 corners (4 x head_dim MACs) and
-  the attention weight scales the sample (head_dim MACs): 5 x head_dim.
+* ``vitdense::msda_forward`` (multi-scale deformable attention): per query,
+  head, level and point, bilinear sampling reads 4 corners (4 x head_dim
+  MACs) and the attention weight scales the sample (head_dim MACs): 5 x
+  head_dim.
   mmengine counts the ``grid_sample`` of the PyTorch reference as the same 4
   x head_dim and skips the weighting (an elementwise ``mul``).
-* ``_RelationFunction`` (Relation-DETR's position relation bias): per
-  (query, key) pair, the sine embedding (1 per channel, 4 x num_pos_feats =
-  64 channels) and its 1x1 projection to one bias per head (64 x heads MACs).
+* ``vitdense::relation_forward`` (Relation-DETR's position relation bias):
+  per (query, key) pair, the sine embedding (1 per channel, 4 x
+  num_pos_feats = 64 channels) and its 1x1 projection to one bias per head
+  (64 x heads MACs).
 * ``aten::baddbmm``, which ``nn.MultiheadAttention`` uses for q.k^T when it
   gets a float attention mask (the relation bias), counted as ``bmm``.
 
@@ -40,8 +42,6 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 from torch import nn
 
-from vitdense.ops.multi_scale_deform_attn import _MSDAFunction
-from vitdense.ops.relation_attention import _RelationFunction
 from vitdense.utils import register_all_modules
 
 
@@ -69,8 +69,8 @@ def baddbmm_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
 
 #: traced op name -> flop handle, for ops mmengine's counter does not know
 FLOP_HANDLES = {
-    f'prim::PythonOp.{_MSDAFunction.__name__}': msda_flop_jit,
-    f'prim::PythonOp.{_RelationFunction.__name__}': relation_flop_jit,
+    'vitdense::msda_forward': msda_flop_jit,
+    'vitdense::relation_forward': relation_flop_jit,
     'aten::baddbmm': baddbmm_flop_jit,
 }
 
@@ -82,7 +82,7 @@ def complexity_info(model: nn.Module, inputs: Any,
     no way to add handles).
 
     Returns a dict: ``flops``, ``params`` (ints), ``by_operator`` (Counter
-    of FLOPs per op name, e.g. ``PythonOp._MSDAFunction``), ``unsupported``
+    of FLOPs per op name, e.g. ``msda_forward``), ``unsupported``
     (Counter of ops counted as 0) and ``table`` (per-module table, '' unless
     ``show_table``).
     """

@@ -37,7 +37,7 @@ def info() -> Dict[str, Any]:
     return {
         'extension': _ext.ext is not None,
         'error': _ext.load_error,
-        'cuda_compiled': _ext.ext is not None and _ext.ext.with_cuda(),
+        'cuda_compiled': _ext.cuda_compiled(),
         'gpu': torch.cuda.is_available(),
         'cpu': cpu,
         'cuda': {op: name for op, (name, _) in cuda.items()},

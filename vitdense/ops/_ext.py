@@ -2,7 +2,9 @@
 device, which backend runs.
 
 CPU tensors run on ``vitdense._C``'s CPU kernels (the PyTorch reference when
-the extension is missing). vitdense's CUDA kernels have not yet passed their
+the extension is missing), meta tensors on their fake kernels. Importing
+``vitdense._C`` registers the ops ``torch.ops.vitdense.*`` with the
+dispatcher. vitdense's CUDA kernels have not yet passed their
 tests on a GPU, so CUDA tensors run on them only when the environment says
 ``VITDENSE_CUDA_OPS=1``; otherwise multi-scale deformable attention runs on
 mmcv's CUDA kernel (the one mmdet's models use) and ops that mmcv lacks (the
@@ -35,9 +37,22 @@ def cuda_opted_in() -> bool:
     return os.environ.get(CUDA_OPT_IN, '0') == '1'
 
 
-@functools.lru_cache(maxsize=None)
+@torch.compiler.assume_constant_result
+def cuda_compiled() -> bool:
+    """Whether ``vitdense._C`` has CUDA kernels (a constant to
+    ``torch.compile``, which cannot trace into the extension)."""
+    return ext is not None and ext.with_cuda()
+
+
+@torch.compiler.assume_constant_result
 def mmcv_has_cuda_ops() -> bool:
-    """Whether mmcv's compiled ops were built with CUDA."""
+    """Whether mmcv's compiled ops were built with CUDA (a constant to
+    ``torch.compile``)."""
+    return _mmcv_has_cuda_ops()
+
+
+@functools.lru_cache(maxsize=None)
+def _mmcv_has_cuda_ops() -> bool:
     try:
         from mmcv.ops import get_compiling_cuda_version
         return get_compiling_cuda_version() != 'not available'
@@ -52,7 +67,7 @@ def backend(op: str, device: torch.device) -> Tuple[str, str]:
     ``'mmcv'`` (mmcv's CUDA kernel) or ``'reference'`` (PyTorch).
     """
     if device.type == 'cuda':
-        if ext is not None and ext.with_cuda() and cuda_opted_in():
+        if cuda_compiled() and cuda_opted_in():
             return 'kernel', f"vitdense._C's CUDA kernels ({CUDA_OPT_IN}=1)"
         if not cuda_opted_in():
             reason = (f"vitdense's CUDA kernels are not verified on a GPU "
@@ -69,6 +84,8 @@ def backend(op: str, device: torch.device) -> Tuple[str, str]:
         return 'reference', f'vitdense._C is not importable ({load_error})'
     if device.type == 'cpu':
         return 'kernel', "vitdense._C's CPU kernels"
+    if device.type == 'meta':
+        return 'kernel', "vitdense's fake kernels (shapes only)"
     return 'reference', f'vitdense._C has no {device.type} kernels'
 
 

@@ -10,6 +10,14 @@ fp32 accumulation, needs no ``im2col_step``, and its CPU backward is
 deterministic. CUDA tensors run on mmcv's CUDA kernel unless
 ``VITDENSE_CUDA_OPS=1`` (vitdense's CUDA kernel is not verified on a GPU
 yet).
+
+The kernels are the dispatcher ops ``torch.ops.vitdense.msda_forward`` and
+``msda_backward`` (CPU and CUDA implementations in ``vitdense._C``); their
+fake kernels (shapes only, for meta tensors and ``torch.compile``) and their
+autograd formula are registered here with :mod:`torch.library`. Argument
+checks read no device memory: spatial shapes held on the host are checked
+exactly, those on a device with ``torch._assert_async`` (no
+synchronisation, so CUDA graphs can capture the op).
 """
 import math
 from typing import Optional, Tuple
@@ -18,8 +26,6 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor, nn
-from torch.autograd import Function
-from torch.autograd.function import once_differentiable
 
 from vitdense.registry import MODELS
 from . import _ext
@@ -124,6 +130,20 @@ def _check_args(value: Tensor, spatial_shapes: Tensor,
     if level_start_index.shape != (num_levels, ):
         raise ValueError(f'level_start_index must be ({num_levels},), got '
                          f'shape {tuple(level_start_index.shape)}')
+    if (spatial_shapes.device.type == 'cpu'
+            and level_start_index.device.type == 'cpu'
+            and not torch.compiler.is_compiling()):
+        _check_levels_on_host(spatial_shapes, level_start_index, num_keys)
+    elif 'meta' not in (spatial_shapes.device.type,
+                        level_start_index.device.type):
+        _assert_levels_async(spatial_shapes, level_start_index, num_keys)
+    return (spatial_shapes.to(value.device, torch.long).contiguous(),
+            level_start_index.to(value.device, torch.long).contiguous())
+
+
+def _check_levels_on_host(spatial_shapes: Tensor, level_start_index: Tensor,
+                          num_keys: int) -> None:
+    """Exact checks, with the numbers, of host-held level tensors."""
     shapes = spatial_shapes.tolist()
     sizes = [h * w for h, w in shapes]
     if any(h <= 0 or w <= 0 for h, w in shapes):
@@ -131,34 +151,68 @@ def _check_args(value: Tensor, spatial_shapes: Tensor,
     if sum(sizes) != num_keys:
         raise ValueError(f'spatial_shapes {shapes} sum to {sum(sizes)} '
                          f'positions but value has {num_keys} keys')
-    starts = [sum(sizes[:i]) for i in range(num_levels)]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
     if level_start_index.tolist() != starts:
         raise ValueError(f'level_start_index must be {starts} for '
                          f'spatial_shapes {shapes}, got '
                          f'{level_start_index.tolist()}')
-    return (spatial_shapes.to(value.device, torch.long).contiguous(),
-            level_start_index.to(value.device, torch.long).contiguous())
 
 
-class _MSDAFunction(Function):
-    """Autograd binding of ``vitdense._C.msda_forward/backward``."""
+def _assert_levels_async(spatial_shapes: Tensor, level_start_index: Tensor,
+                         num_keys: int) -> None:
+    """The same checks on the device, without synchronising: a failure
+    raises at the next synchronisation (a device-side assert on CUDA)."""
+    shapes = spatial_shapes.long()
+    sizes = shapes.prod(1)
+    ok = ((shapes > 0).all() & (sizes.sum() == num_keys)
+          & (level_start_index.long() == sizes.cumsum(0) - sizes).all())
+    torch._assert_async(
+        ok, 'multi_scale_deformable_attn: spatial_shapes must be positive, '
+        'sum to the number of value keys and match level_start_index')
 
-    @staticmethod
-    def forward(ctx, value: Tensor, spatial_shapes: Tensor,
-                level_start_index: Tensor, sampling_locations: Tensor,
-                attention_weights: Tensor) -> Tensor:
-        ctx.save_for_backward(value, spatial_shapes, level_start_index,
-                              sampling_locations, attention_weights)
-        return _ext.ext.msda_forward(value, spatial_shapes, level_start_index,
-                                     sampling_locations, attention_weights)
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output: Tensor) -> tuple:
-        grad_value, grad_loc, grad_attn = _ext.ext.msda_backward(
-            *ctx.saved_tensors, grad_output.contiguous(),
-            torch.are_deterministic_algorithms_enabled())
-        return grad_value, None, None, grad_loc, grad_attn
+_SOFTMAX_POINTS = 64  # kMaxSoftmaxPoints in csrc/kernel_math.h
+
+
+def _msda_fake(value: Tensor, spatial_shapes: Tensor,
+               level_start_index: Tensor, sampling_loc: Tensor,
+               attn_weight: Tensor, softmax: bool) -> Tensor:
+    """Shape of ``msda_forward``'s result, for meta/fake tensors."""
+    bs, _, heads, dims = value.shape
+    return value.new_empty((bs, sampling_loc.shape[1], heads * dims))
+
+
+def _msda_backward_fake(value: Tensor, spatial_shapes: Tensor,
+                        level_start_index: Tensor, sampling_loc: Tensor,
+                        attn_weight: Tensor, grad_output: Tensor,
+                        softmax: bool, deterministic: bool) -> tuple:
+    return (torch.empty_like(value), torch.empty_like(sampling_loc),
+            torch.empty_like(attn_weight))
+
+
+def _msda_setup_context(ctx, inputs: tuple, output: Tensor) -> None:
+    ctx.save_for_backward(*inputs[:5])
+    ctx.softmax = inputs[5]
+
+
+def _msda_backward(ctx, grad_output: Tensor) -> tuple:
+    """Gradients of value, sampling locations and attention weights (of
+    the logits with the fused softmax); deterministic (no atomics on CUDA)
+    when ``torch.are_deterministic_algorithms_enabled()``."""
+    grad_value, grad_loc, grad_attn = torch.ops.vitdense.msda_backward(
+        *ctx.saved_tensors, grad_output.contiguous(), ctx.softmax,
+        torch.are_deterministic_algorithms_enabled())
+    return grad_value, None, None, grad_loc, grad_attn, None
+
+
+if _ext.ext is not None:
+    torch.library.register_fake('vitdense::msda_forward')(_msda_fake)
+    torch.library.register_fake('vitdense::msda_backward')(
+        _msda_backward_fake)
+    torch.library.register_autograd(
+        'vitdense::msda_forward',
+        _msda_backward,
+        setup_context=_msda_setup_context)
 
 
 def _mmcv_cuda(value: Tensor, spatial_shapes: Tensor,
@@ -180,10 +234,12 @@ def _mmcv_cuda(value: Tensor, spatial_shapes: Tensor,
     return output.to(dtype)
 
 
-def multi_scale_deformable_attn(value: Tensor, spatial_shapes: Tensor,
+def multi_scale_deformable_attn(value: Tensor,
+                                spatial_shapes: Tensor,
                                 level_start_index: Tensor,
                                 sampling_locations: Tensor,
-                                attention_weights: Tensor) -> Tensor:
+                                attention_weights: Tensor,
+                                softmax: bool = False) -> Tensor:
     """Multi-scale deformable attention with vitdense's kernels.
 
     Same result as :func:`multi_scale_deformable_attn_pytorch`. CPU tensors
@@ -212,7 +268,12 @@ def multi_scale_deformable_attn(value: Tensor, spatial_shapes: Tensor,
         sampling_locations (Tensor): (bs, num_queries, num_heads,
             num_levels, num_points, 2), (x, y) in [0, 1].
         attention_weights (Tensor): (bs, num_queries, num_heads, num_levels,
-            num_points).
+            num_points); logits when ``softmax``.
+        softmax (bool): Apply the softmax over each (query, head)'s
+            num_levels * num_points weights inside the kernel (as DCNv4's
+            FlashDeformAttn), equal to ``attention_weights.flatten(-2)
+            .softmax(-1)`` first, without materialising the probabilities;
+            at most 64 levels * points. Default: False.
 
     Returns:
         Tensor: (bs, num_queries, num_heads * head_dims), ``value``'s dtype.
@@ -224,6 +285,10 @@ def multi_scale_deformable_attn(value: Tensor, spatial_shapes: Tensor,
     spatial_shapes, level_start_index = _check_args(
         value, spatial_shapes, level_start_index, sampling_locations,
         attention_weights)
+    num_weights = attention_weights.shape[-2] * attention_weights.shape[-1]
+    if softmax and num_weights > _SOFTMAX_POINTS:
+        raise ValueError(f'softmax=True takes at most {_SOFTMAX_POINTS} '
+                         f'num_levels * num_points, got {num_weights}')
     dtype = value.dtype
     compute = torch.promote_types(
         torch.promote_types(dtype, sampling_locations.dtype),
@@ -231,6 +296,9 @@ def multi_scale_deformable_attn(value: Tensor, spatial_shapes: Tensor,
     inputs = (value.to(compute), sampling_locations.to(compute),
               attention_weights.to(compute))
     name, reason = _ext.backend('multi_scale_deformable_attn', value.device)
+    if softmax and name != 'kernel':
+        inputs = inputs[:2] + (inputs[2].flatten(-2).softmax(-1).view_as(
+            inputs[2]), )
     if name == 'mmcv':
         output = _mmcv_cuda(inputs[0], spatial_shapes, level_start_index,
                             *inputs[1:])
@@ -241,10 +309,9 @@ def multi_scale_deformable_attn(value: Tensor, spatial_shapes: Tensor,
                                                      spatial_shapes,
                                                      *inputs[1:])
     else:
-        output = _MSDAFunction.apply(inputs[0].contiguous(), spatial_shapes,
-                                     level_start_index,
-                                     inputs[1].contiguous(),
-                                     inputs[2].contiguous())
+        output = torch.ops.vitdense.msda_forward(
+            inputs[0].contiguous(), spatial_shapes, level_start_index,
+            inputs[1].contiguous(), inputs[2].contiguous(), softmax)
     return output.to(dtype)
 
 

@@ -15,15 +15,15 @@ none, as in the official code). On CPU the two size features, differences of
 per-box logs, are expanded with the angle-difference identities into an
 inner product of per-box vectors inside the same tile loop, so only the two
 centre-distance features need per-pair sines (and these run with AVX2/FMA
-when the CPU has them).
+when the CPU has them). The kernels are the dispatcher ops
+``torch.ops.vitdense.relation_forward/backward``; their fake kernels and
+autograd formula are registered here with :mod:`torch.library`.
 """
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd import Function
-from torch.autograd.function import once_differentiable
 
 from . import _ext
 
@@ -88,33 +88,46 @@ def _as_pair_mask(blocked: Optional[Tensor], n: int,
     return blocked.to(torch.bool).contiguous()
 
 
-class _RelationFunction(Function):
-    """Autograd binding of ``vitdense._C.relation_forward/backward``."""
+def _relation_fake(src: Tensor, tgt: Tensor, weight: Tensor, bias: Tensor,
+                   dim_t: Tensor, scale: float, eps: float,
+                   blocked: Optional[Tensor]) -> Tensor:
+    """Shape of ``relation_forward``'s result, for meta/fake tensors."""
+    return src.new_empty(
+        (src.shape[0], weight.shape[0], src.shape[1], tgt.shape[1]))
 
-    @staticmethod
-    def forward(ctx, src: Tensor, tgt: Tensor, weight: Tensor, bias: Tensor,
-                dim_t: Tensor, scale: float,
-                blocked: Optional[Tensor]) -> Tensor:
-        # -inf fails the backward's ReLU test, so blocked entries get no
-        # gradient without a masked_fill node in the graph; the kernel skips
-        # the pairs of an (N, M) mask, other shapes are filled afterwards
-        in_kernel = _as_pair_mask(blocked, src.shape[1], tgt.shape[1])
-        output = _ext.ext.relation_forward(src, tgt, weight, bias, dim_t,
-                                           scale, _EPS, in_kernel)
-        if blocked is not None and in_kernel is None:
-            output.masked_fill_(blocked, float('-inf'))
-        ctx.save_for_backward(src, tgt, output, dim_t)
-        ctx.scale = scale
-        return output
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output: Tensor) -> tuple:
-        src, tgt, output, dim_t = ctx.saved_tensors
-        grad_weight, grad_bias = _ext.ext.relation_backward(
-            src, tgt, output, dim_t, grad_output.contiguous(), ctx.scale,
-            _EPS)
-        return None, None, grad_weight, grad_bias, None, None, None
+def _relation_backward_fake(src: Tensor, tgt: Tensor, output: Tensor,
+                            dim_t: Tensor, grad_output: Tensor, scale: float,
+                            eps: float) -> tuple:
+    heads, channels = output.shape[1], 8 * dim_t.shape[0]
+    return src.new_empty((heads, channels)), src.new_empty((heads, ))
+
+
+def _relation_setup_context(ctx, inputs: tuple, output: Tensor) -> None:
+    src, tgt, _, _, dim_t, scale, eps, _ = inputs
+    ctx.save_for_backward(src, tgt, output, dim_t)
+    ctx.scale, ctx.eps = scale, eps
+
+
+def _relation_backward(ctx, grad_output: Tensor) -> tuple:
+    """Gradients of the conv weight and bias only (none for the boxes, as
+    the official code). -inf (blocked) entries fail the backward's ReLU
+    test, so they get no gradient."""
+    src, tgt, output, dim_t = ctx.saved_tensors
+    grad_weight, grad_bias = torch.ops.vitdense.relation_backward(
+        src, tgt, output, dim_t, grad_output.contiguous(), ctx.scale,
+        ctx.eps)
+    return None, None, grad_weight, grad_bias, None, None, None, None
+
+
+if _ext.ext is not None:
+    torch.library.register_fake('vitdense::relation_forward')(_relation_fake)
+    torch.library.register_fake('vitdense::relation_backward')(
+        _relation_backward_fake)
+    torch.library.register_autograd(
+        'vitdense::relation_forward',
+        _relation_backward,
+        setup_context=_relation_setup_context)
 
 
 def _check_args(src_boxes: Tensor, tgt_boxes: Tensor, weight: Tensor,
@@ -203,11 +216,18 @@ def box_relation_bias(src_boxes: Tensor,
         return output
     compute = dtype if dtype == torch.float64 else torch.float32
     dim_t = _dim_t(num_pos_feats, temperature, compute, src_boxes.device)
-    output = _RelationFunction.apply(
+    # the kernel skips the pairs of an (N, M) mask; other mask shapes are
+    # filled afterwards (out of place: the op's output is saved for its
+    # backward)
+    in_kernel = _as_pair_mask(blocked, src_boxes.shape[1],
+                              tgt_boxes.shape[1])
+    output = torch.ops.vitdense.relation_forward(
         src_boxes.detach().to(compute).contiguous(),
         tgt_boxes.detach().to(compute).contiguous(),
         weight.reshape(weight.shape[0], -1).to(compute).contiguous(),
-        bias.to(compute).contiguous(), dim_t, float(scale), blocked)
+        bias.to(compute).contiguous(), dim_t, float(scale), _EPS, in_kernel)
+    if blocked is not None and in_kernel is None:
+        output = output.masked_fill(blocked, float('-inf'))
     return output.to(dtype)
 
 

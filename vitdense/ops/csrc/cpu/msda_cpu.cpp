@@ -2,10 +2,13 @@
 //
 // Bilinear sampling with zero padding and the align_corners=False convention
 // (pixel x = loc_x * W - 0.5), the semantics of mmcv's grid_sample-based
-// multi_scale_deformable_attn_pytorch. Accumulation in at::opmath_type
-// (fp32 for half/bf16). The forward runs in parallel over (batch, query);
-// the backward over (batch, head), so every thread owns a disjoint slice of
-// grad_value: no atomics, deterministic results. The taps of the next
+// multi_scale_deformable_attn_pytorch; the corner math is shared with the
+// CUDA kernel (kernel_math.h). With `softmax`, attn_weight holds logits and
+// the softmax over each (query, head)'s L * P weights is fused.
+// Accumulation in at::opmath_type (fp32 for half/bf16). The forward runs in
+// parallel over (batch, query); the backward over (batch, head), so every
+// thread owns a disjoint slice of grad_value: no atomics, deterministic
+// results. The taps of the next
 // (query, head) are computed and their rows prefetched before the current
 // ones are used, to overlap the random gathers.
 #include <ATen/OpMathType.h>
@@ -14,6 +17,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernel_math.h"
 #include "vitdense_ops.h"
 
 namespace vitdense {
@@ -69,32 +73,6 @@ Dims check_inputs(const at::Tensor &value, const at::Tensor &spatial_shapes,
   return d;
 }
 
-// Bilinear corner of one sampling point: flat pixel index in the level and
-// the interpolation weight with its derivatives along x and y.
-template <typename acc_t>
-struct Corner {
-  int64_t pixel;
-  acc_t w, dw_dx, dw_dy;
-};
-
-// Fills up to four in-bounds corners of point (x, y) on an h x w map;
-// returns how many.
-template <typename acc_t>
-inline int corners(acc_t x, acc_t y, int64_t h, int64_t w,
-                   Corner<acc_t> *out) {
-  if (!(y > -1 && x > -1 && y < h && x < w)) return 0;
-  const acc_t yf = std::floor(y), xf = std::floor(x);
-  const int64_t y0 = static_cast<int64_t>(yf), x0 = static_cast<int64_t>(xf);
-  const acc_t ly = y - yf, lx = x - xf, hy = 1 - ly, hx = 1 - lx;
-  int n = 0;
-  if (y0 >= 0 && x0 >= 0) out[n++] = {y0 * w + x0, hy * hx, -hy, -hx};
-  if (y0 >= 0 && x0 + 1 < w) out[n++] = {y0 * w + x0 + 1, hy * lx, hy, -lx};
-  if (y0 + 1 < h && x0 >= 0) out[n++] = {(y0 + 1) * w + x0, ly * hx, -ly, hx};
-  if (y0 + 1 < h && x0 + 1 < w)
-    out[n++] = {(y0 + 1) * w + x0 + 1, ly * lx, ly, lx};
-  return n;
-}
-
 // Bilinear taps of one (query, head): value offsets with their weights.
 // Built one (query, head) ahead of their use while prefetching the rows
 // they read, so the random gathers overlap with the arithmetic.
@@ -107,7 +85,8 @@ struct Taps {
 
 template <typename scalar_t, typename acc_t>
 void build_taps(const Dims &d, const int64_t *shapes, const int64_t *starts,
-                const scalar_t *loc, const scalar_t *attn, int64_t b,
+                const scalar_t *loc, const scalar_t *attn, bool softmax,
+                int64_t b,
                 int64_t row, int64_t h, int64_t row_bytes,
                 const scalar_t *prefetch_a, const acc_t *prefetch_b,
                 Taps<acc_t> &taps) {
@@ -116,15 +95,17 @@ void build_taps(const Dims &d, const int64_t *shapes, const int64_t *starts,
   const scalar_t *l_ptr = loc + row * LP * 2;
   const scalar_t *w_ptr = attn + row * LP;
   Corner<acc_t> *out = taps.corners.data();
+  acc_t max = 0, inv_sum = 1;
+  if (softmax) softmax_stats(w_ptr, LP, &max, &inv_sum);
   for (int64_t l = 0; l < d.levels; ++l) {
     const int64_t hl = shapes[2 * l], wl = shapes[2 * l + 1];
     const int64_t level_offset =
         ((b * d.num_value + starts[l]) * d.heads + h) * C;
     for (int64_t p = 0; p < d.points; ++p) {
       const int64_t s = l * d.points + p;
-      const acc_t x = static_cast<acc_t>(l_ptr[2 * s]) * wl - acc_t(0.5);
-      const acc_t y = static_cast<acc_t>(l_ptr[2 * s + 1]) * hl - acc_t(0.5);
-      const int n = corners(x, y, hl, wl, out);
+      const acc_t x = to_pixel(static_cast<acc_t>(l_ptr[2 * s]), wl);
+      const acc_t y = to_pixel(static_cast<acc_t>(l_ptr[2 * s + 1]), hl);
+      const int n = bilinear_corners(x, y, hl, wl, out);
       for (int k = 0; k < n; ++k) {
         out[k].pixel = level_offset + out[k].pixel * pixel_stride;
         for (int64_t byte = 0; byte < row_bytes; byte += 64) {
@@ -138,7 +119,8 @@ void build_taps(const Dims &d, const int64_t *shapes, const int64_t *starts,
       }
       out += n;
       taps.count[s] = n;
-      taps.attn[s] = static_cast<acc_t>(w_ptr[s]);
+      const acc_t weight = static_cast<acc_t>(w_ptr[s]);
+      taps.attn[s] = softmax ? softmax_prob(weight, max, inv_sum) : weight;
       taps.scale_x[s] = static_cast<acc_t>(wl);
       taps.scale_y[s] = static_cast<acc_t>(hl);
     }
@@ -158,7 +140,7 @@ void init_taps(const Dims &d, Taps<acc_t> &taps) {
 template <typename scalar_t>
 void forward_kernel(const Dims &d, const scalar_t *value,
                     const int64_t *shapes, const int64_t *starts,
-                    const scalar_t *loc, const scalar_t *attn,
+                    const scalar_t *loc, const scalar_t *attn, bool softmax,
                     scalar_t *output) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t C = d.channels, LP = d.levels * d.points;
@@ -173,8 +155,8 @@ void forward_kernel(const Dims &d, const scalar_t *value,
     init_taps(d, next);
     auto build = [&](int64_t row, Taps<acc_t> &taps) {
       const int64_t b = row / (d.num_query * d.heads), h = row % d.heads;
-      build_taps<scalar_t, acc_t>(d, shapes, starts, loc, attn, b, row, h,
-                                  row_bytes, value, nullptr, taps);
+      build_taps<scalar_t, acc_t>(d, shapes, starts, loc, attn, softmax, b,
+                                  row, h, row_bytes, value, nullptr, taps);
     };
     build(begin, cur);
     for (int64_t row = begin; row < end; ++row) {
@@ -199,7 +181,7 @@ void forward_kernel(const Dims &d, const scalar_t *value,
 template <typename scalar_t>
 void backward_kernel(const Dims &d, const scalar_t *value,
                      const int64_t *shapes, const int64_t *starts,
-                     const scalar_t *loc, const scalar_t *attn,
+                     const scalar_t *loc, const scalar_t *attn, bool softmax,
                      const scalar_t *grad_out,
                      at::opmath_type<scalar_t> *grad_value,
                      scalar_t *grad_loc, scalar_t *grad_attn) {
@@ -207,7 +189,7 @@ void backward_kernel(const Dims &d, const scalar_t *value,
   const int64_t C = d.channels, LP = d.levels * d.points;
   const int64_t row_bytes = C * sizeof(scalar_t);
   at::parallel_for(0, d.batch * d.heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> go_buf(C);
+    std::vector<acc_t> go_buf(C), dp(LP);
     acc_t *__restrict__ go = go_buf.data();
     Taps<acc_t> cur, next;
     init_taps(d, cur);
@@ -216,8 +198,9 @@ void backward_kernel(const Dims &d, const scalar_t *value,
       const int64_t b = bh / d.heads, h = bh % d.heads;
       auto build = [&](int64_t q, Taps<acc_t> &taps) {
         const int64_t row = (b * d.num_query + q) * d.heads + h;
-        build_taps<scalar_t, acc_t>(d, shapes, starts, loc, attn, b, row, h,
-                                    row_bytes, value, grad_value, taps);
+        build_taps<scalar_t, acc_t>(d, shapes, starts, loc, attn, softmax, b,
+                                    row, h, row_bytes, value, grad_value,
+                                    taps);
       };
       build(0, cur);
       for (int64_t q = 0; q < d.num_query; ++q) {
@@ -228,6 +211,7 @@ void backward_kernel(const Dims &d, const scalar_t *value,
         scalar_t *gl_ptr = grad_loc + row * LP * 2;
         scalar_t *gw_ptr = grad_attn + row * LP;
         const Corner<acc_t> *corner = cur.corners.data();
+        acc_t p_dot_dp = 0;  // sum_s p_s dp_s for the fused softmax
         for (int64_t s = 0; s < LP; ++s) {
           const acc_t aw = cur.attn[s];
           acc_t g_attn = 0, g_x = 0, g_y = 0;
@@ -245,10 +229,14 @@ void backward_kernel(const Dims &d, const scalar_t *value,
             g_x += corner->dw_dx * dot;
             g_y += corner->dw_dy * dot;
           }
-          gw_ptr[s] = static_cast<scalar_t>(g_attn);
+          dp[s] = g_attn;
+          p_dot_dp += aw * g_attn;
           gl_ptr[2 * s] = static_cast<scalar_t>(aw * cur.scale_x[s] * g_x);
           gl_ptr[2 * s + 1] = static_cast<scalar_t>(aw * cur.scale_y[s] * g_y);
         }
+        for (int64_t s = 0; s < LP; ++s)
+          gw_ptr[s] = static_cast<scalar_t>(
+              softmax ? cur.attn[s] * (dp[s] - p_dot_dp) : dp[s]);
         std::swap(cur, next);
       }
     }
@@ -261,9 +249,12 @@ at::Tensor msda_forward_cpu(const at::Tensor &value,
                             const at::Tensor &spatial_shapes,
                             const at::Tensor &level_start_index,
                             const at::Tensor &sampling_loc,
-                            const at::Tensor &attn_weight) {
+                            const at::Tensor &attn_weight, bool softmax) {
   const Dims d = check_inputs(value, spatial_shapes, level_start_index,
                               sampling_loc, attn_weight);
+  TORCH_CHECK(!softmax || d.levels * d.points <= kMaxSoftmaxPoints,
+              "msda: the fused softmax takes at most ", kMaxSoftmaxPoints,
+              " levels * points");
   auto output =
       at::empty({d.batch, d.num_query, d.heads * d.channels}, value.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(
@@ -272,7 +263,7 @@ at::Tensor msda_forward_cpu(const at::Tensor &value,
             d, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
             level_start_index.data_ptr<int64_t>(),
             sampling_loc.data_ptr<scalar_t>(), attn_weight.data_ptr<scalar_t>(),
-            output.data_ptr<scalar_t>());
+            softmax, output.data_ptr<scalar_t>());
       });
   return output;
 }
@@ -282,9 +273,13 @@ std::vector<at::Tensor> msda_backward_cpu(const at::Tensor &value,
                                           const at::Tensor &level_start_index,
                                           const at::Tensor &sampling_loc,
                                           const at::Tensor &attn_weight,
-                                          const at::Tensor &grad_output) {
+                                          const at::Tensor &grad_output,
+                                          bool softmax) {
   const Dims d = check_inputs(value, spatial_shapes, level_start_index,
                               sampling_loc, attn_weight);
+  TORCH_CHECK(!softmax || d.levels * d.points <= kMaxSoftmaxPoints,
+              "msda: the fused softmax takes at most ", kMaxSoftmaxPoints,
+              " levels * points");
   TORCH_CHECK(grad_output.is_contiguous() &&
                   grad_output.scalar_type() == value.scalar_type() &&
                   grad_output.numel() == d.batch * d.num_query * d.heads * d.channels,
@@ -299,7 +294,7 @@ std::vector<at::Tensor> msda_backward_cpu(const at::Tensor &value,
             d, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
             level_start_index.data_ptr<int64_t>(),
             sampling_loc.data_ptr<scalar_t>(), attn_weight.data_ptr<scalar_t>(),
-            grad_output.data_ptr<scalar_t>(),
+            softmax, grad_output.data_ptr<scalar_t>(),
             grad_value.data_ptr<at::opmath_type<scalar_t>>(),
             grad_loc.data_ptr<scalar_t>(), grad_attn.data_ptr<scalar_t>());
       });

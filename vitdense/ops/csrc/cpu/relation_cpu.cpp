@@ -33,6 +33,7 @@
 #include <immintrin.h>
 #endif
 
+#include "kernel_math.h"
 #include "vitdense_ops.h"
 
 namespace vitdense {

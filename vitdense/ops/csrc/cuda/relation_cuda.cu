@@ -7,11 +7,13 @@
 // recomputes the tile and accumulates grad_weight/grad_bias per block in
 // shared memory, one entry per thread (no atomics), into a per-block
 // partial buffer that is summed afterwards in a fixed order
-// (deterministic). sin/cos use the same Cody-Waite reduction and Cephes
-// polynomials as the CPU kernel, so --use_fast_math cannot degrade them.
+// (deterministic). sin/cos are the CPU kernel's Cody-Waite reduction and
+// Cephes polynomials (kernel_math.h), so --use_fast_math cannot degrade
+// them.
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include "kernel_math.h"
 #include "vitdense_ops.h"
 
 namespace vitdense {
@@ -19,30 +21,13 @@ namespace {
 
 constexpr int kTile = 64;
 constexpr int kThreads = 256;
-constexpr float kFastSinCosLimit = 8192.f;
 
 __device__ __forceinline__ void sincos_any(float x, float *s, float *c) {
   if (fabsf(x) > kFastSinCosLimit) {  // rare: exact libm path
     sincosf(x, s, c);
     return;
   }
-  const float jf = x * 0.63661977236758134f;
-  const int j = __float2int_rn(jf);
-  const float fj = static_cast<float>(j);
-  const float r = __fsub_rn(__fsub_rn(__fsub_rn(x, __fmul_rn(fj, 1.5703125f)),
-                                      __fmul_rn(fj, 4.837512969970703125e-4f)),
-                            __fmul_rn(fj, 7.54978995489188216e-8f));
-  const float z = r * r;
-  const float sp =
-      ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) *
-          z * r + r;
-  const float cp = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z +
-                    4.166664568298827e-2f) * z * z - 0.5f * z + 1.f;
-  const int q = j & 3;
-  const float sv = (q & 1) ? cp : sp;
-  const float cv = (q & 1) ? sp : cp;
-  *s = (q & 2) ? -sv : sv;
-  *c = ((q + 1) & 2) ? -cv : cv;
+  cephes_sincosf(x, s, c);
 }
 
 __device__ __forceinline__ void sincos_any(double x, double *s, double *c) {
