@@ -62,7 +62,13 @@ ROOT_PACKAGES = ('mmengine.runner', 'mmcv.cnn', 'mmcv.ops', 'mmcv.transforms')
 @functools.lru_cache(maxsize=None)
 def _import_root_packages() -> None:
     for package in ROOT_PACKAGES:
-        importlib.import_module(package)
+        try:
+            importlib.import_module(package)
+        except ModuleNotFoundError as error:
+            # without mmcv (vitdense.ops alone, as on a bare GPU machine)
+            # no mmcv name can collide
+            if error.name != 'mmcv':
+                raise
 
 
 class MirroredRegistry(Registry):
@@ -124,6 +130,6 @@ METRICS = _child('metric', MMENGINE_METRICS, 'vitdense.evaluation')
 EVALUATOR = _child('evaluator', MMENGINE_EVALUATOR, 'vitdense.evaluation')
 TASK_UTILS = _child('task util', MMENGINE_TASK_UTILS, 'vitdense.models')
 VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS,
-                     'vitdense.engine')
+                     'vitdense.visualization')
 VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS,
-                     'vitdense.engine')
+                     'vitdense.visualization')

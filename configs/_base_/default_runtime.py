@@ -4,7 +4,7 @@ _base_ = 'mmdet::_base_/default_runtime.py'
 custom_imports = dict(
     imports=[
         'vitdense.datasets', 'vitdense.engine', 'vitdense.evaluation',
-        'vitdense.models', 'vitdense.ops'
+        'vitdense.models', 'vitdense.ops', 'vitdense.visualization'
     ],
     allow_failed_imports=False)
 default_hooks = dict(logger=dict(type='LoggerHook', interval=20))

@@ -150,7 +150,7 @@ def test_ade20k_shapes_load_with_mmseg_reduce_zero_label(ade20k_shapes_root,
 def test_kitti_shapes_labels_are_geometrically_consistent(kitti_shapes_root,
                                                           mmdet_scope):
     from vitdense.datasets import KittiMonoDataset
-    from vitdense.datasets.synthetic import _box3d_corners, _project
+    from vitdense.datasets.synthetic import _corners, _project
     dataset = KittiMonoDataset(data_root=kitti_shapes_root, split='train',
                                pipeline=[dict(type='LoadImageFromFile')])
     assert len(dataset) == 6
@@ -162,9 +162,9 @@ def test_kitti_shapes_labels_are_geometrically_consistent(kitti_shapes_root,
         info = dataset.get_data_info(index)
         np.testing.assert_allclose(info['cam2img'], P2, rtol=1e-9)
         for inst in info['instances']:
-            x, y, z, h, w, l, ry = inst['bbox_3d']
+            x, y, z, l, h, w, ry = inst['bbox_3d']
             pixels = _project(info['cam2img'],
-                              _box3d_corners((h, w, l), (x, y, z), ry))
+                              _corners((h, w, l), (x, y, z), ry))
             x1, y1 = np.maximum(pixels.min(1), 0)
             x2, y2 = np.minimum(pixels.max(1), (310 - 1, 94 - 1))
             # label_2 rounds every field to two decimals
@@ -277,3 +277,138 @@ def test_make_synthetic_keeps_a_complete_dataset(repo_root, monkeypatch,
     _make_synthetic(repo_root, monkeypatch, 'coco', str(root), *TINY,
                     '--force')
     assert not kept.exists() and (root / '.complete').exists()
+
+
+def _kitti_frames(root):
+    """(sample_id, label objects, P2, RGB image) of every KITTI frame."""
+    import glob
+
+    import cv2
+
+    from vitdense.datasets.kitti_mono import (parse_kitti_calib,
+                                              parse_kitti_label)
+    for path in sorted(glob.glob(osp.join(root, 'image_2', '*.png'))):
+        sample_id = osp.splitext(osp.basename(path))[0]
+        yield (sample_id,
+               parse_kitti_label(osp.join(root, 'label_2',
+                                          sample_id + '.txt')),
+               parse_kitti_calib(osp.join(root, 'calib',
+                                          sample_id + '.txt'))['P2'],
+               cv2.imread(path)[..., ::-1])
+
+
+def test_kitti_shapes_labels_rederive_from_3d_box_and_calib(
+        kitti_shapes_root):
+    """Every 2D box is the projection of the written 3D box through the
+    written P2, clipped to the image (to the labels' two decimals);
+    alpha = ry - atan2(x, z) wrapped to [-pi, pi) and the truncation (box
+    area outside the image) agree too."""
+    from vitdense.datasets.synthetic import _corners, _project
+    seen = 0
+    for _, objects, P2, image in _kitti_frames(kitti_shapes_root):
+        height, width = image.shape[:2]
+        for obj in objects:
+            x, y, z = obj['location']
+            ry = obj['rotation_y']
+            pixels = _project(P2, _corners(obj['dimensions'],
+                                                 obj['location'], ry))
+            x1, y1 = pixels.min(1)
+            x2, y2 = pixels.max(1)
+            clipped = [max(x1, 0), max(y1, 0), min(x2, width - 1),
+                       min(y2, height - 1)]
+            np.testing.assert_allclose(obj['bbox'], clipped, atol=0.0051)
+            alpha = (ry - math.atan2(x, z) + math.pi) % (2 * math.pi) - \
+                math.pi
+            assert -math.pi <= obj['alpha'] < math.pi
+            assert abs((obj['alpha'] - alpha + math.pi) % (2 * math.pi) -
+                       math.pi) <= 0.0051
+            inside = (clipped[2] - clipped[0]) * (clipped[3] - clipped[1])
+            assert abs(obj['truncated'] -
+                       (1 - inside / ((x2 - x1) * (y2 - y1)))) <= 0.0051
+            assert obj['occluded'] in (0, 1, 2)
+            seen += 1
+    assert seen > 10
+
+
+def test_kitti_shapes_shade_each_visible_face_by_orientation(tmp_path):
+    """In frames with one object (nothing can cover it) the pixel at the
+    centre of each visible face has that face's shade: the front (the
+    heading of rotation_y) lightest, sides and top in between, the back
+    darkest, so front and side differ."""
+    from vitdense.datasets.synthetic import (_FACES, _corners,
+                                             _camera_centre, _project,
+                                             make_kitti_shapes)
+    root = make_kitti_shapes(str(tmp_path / 'k'), num_train=60, num_val=0,
+                             scale=0.5, seed=4)
+    base = {'Car': (230, 70, 60), 'Pedestrian': (70, 210, 90),
+            'Cyclist': (70, 110, 230)}
+    checked = set()
+    for _, objects, P2, image in _kitti_frames(root):
+        if len(objects) != 1 or objects[0]['truncated'] > 0:
+            continue
+        obj = objects[0]
+        corners = _corners(obj['dimensions'], obj['location'],
+                                 obj['rotation_y'])
+        camera = _camera_centre(P2)
+        colour = np.array(base[obj['type']]) * (
+            1 - obj['location'][2] / 120)
+        seen = {}
+        for name, index, brightness in _FACES:
+            face = corners[:, index]
+            outward = face.mean(1) - corners.mean(1)
+            polygon = _project(P2, face)
+            area = 0.5 * abs(np.cross(polygon[:, 2] - polygon[:, 0],
+                                      polygon[:, 3] - polygon[:, 1]))
+            if outward @ (camera - face.mean(1)) <= 0 or area < 60:
+                continue
+            u, v = np.round(polygon.mean(1)).astype(int)
+            expected = colour * brightness
+            if name == 'front':
+                expected = 0.55 * expected + 0.45 * 255
+            np.testing.assert_allclose(image[v, u], expected, atol=1.01)
+            seen[name] = image[v, u].astype(int)
+        sides = [seen[n] for n in ('left', 'right') if n in seen]
+        if 'front' in seen and sides:
+            assert np.abs(seen['front'] - sides[0]).sum() > 60
+            assert seen['front'].sum() > sides[0].sum()
+            checked.add('front')
+        if 'back' in seen and sides:
+            assert seen['back'].sum() < sides[0].sum()
+            checked.add('back')
+    assert checked == {'front', 'back'}
+
+
+def test_make_synthetic_kitti_size_and_scale_options(repo_root, monkeypatch,
+                                                     tmp_path):
+    from vitdense.datasets.kitti_mono import parse_kitti_calib
+    root = tmp_path / 'kitti'
+    _make_synthetic(repo_root, monkeypatch, 'kitti', str(root),
+                    '--num-train', '5', '--num-val', '2', '--scale', '0.5')
+    images = sorted(p.name for p in (root / 'image_2').iterdir())
+    assert images == [f'{i:06d}.png' for i in range(7)]
+    assert (root / 'ImageSets' / 'val.txt').read_text().split() == [
+        '000005', '000006']
+    import cv2
+    assert cv2.imread(str(root / 'image_2' / '000003.png')).shape == (
+        188, 621, 3)
+    P2 = parse_kitti_calib(str(root / 'calib' / '000003.txt'))['P2']
+    expected = KITTI_P2.copy()
+    expected[:2] *= 0.5
+    np.testing.assert_allclose(P2, expected, rtol=1e-9)
+    with pytest.raises(SystemExit, match='kitti only'):
+        _make_synthetic(repo_root, monkeypatch, 'coco',
+                        str(tmp_path / 'c'), *TINY, '--scale', '0.5')
+
+
+def test_kitti_generation_is_deterministic_per_seed(tmp_path):
+    from vitdense.datasets.synthetic import make_kitti_shapes
+    a, b, c = (make_kitti_shapes(str(tmp_path / name), num_train=3,
+                                 num_val=1, seed=seed)
+               for name, seed in (('a', 7), ('b', 7), ('c', 8)))
+    for sub, name in (('label_2', '000002.txt'), ('image_2', '000002.png'),
+                      ('calib', '000002.txt')):
+        data = [open(osp.join(root, sub, name), 'rb').read()
+                for root in (a, b, c)]
+        assert data[0] == data[1]
+        if sub != 'calib':
+            assert data[0] != data[2]

@@ -4,6 +4,11 @@
     python tools/dataset_converters/make_synthetic.py ade20k data/ade20k_shapes
     python tools/dataset_converters/make_synthetic.py kitti  data/kitti_shapes
 
+``--num-train``/``--num-val`` set the size of any kind, e.g. a few hundred
+KITTI frames: ``kitti data/kitti_400 --num-train 300 --num-val 100``;
+``--scale`` is the KITTI image size relative to the real 1242x375 (P2 is
+scaled with it; default 0.25, ``--scale 1`` for full-size frames).
+
 Importable too: ``from vitdense.datasets.synthetic import make_coco_shapes``.
 An existing complete dataset is kept unless ``--force`` is given; an
 interrupted one is rewritten. A non-empty folder that this tool did not
@@ -27,6 +32,8 @@ def parse_args():
     parser.add_argument('root', help='output folder (the config data_root)')
     parser.add_argument('--num-train', type=int, help='training images')
     parser.add_argument('--num-val', type=int, help='validation images')
+    parser.add_argument('--scale', type=float,
+                        help='kitti only: image size relative to 1242x375')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--force', action='store_true',
                         help='rewrite a complete dataset that this tool '
@@ -45,6 +52,10 @@ def main():
         kwargs['num_train'] = args.num_train
     if args.num_val is not None:
         kwargs['num_val'] = args.num_val
+    if args.scale is not None:
+        if args.kind != 'kitti':
+            sys.exit('error: --scale applies to kitti only')
+        kwargs['scale'] = args.scale
     start = time.time()
     print(f'writing {args.kind}-format data to {args.root} ...')
     try:

@@ -2,8 +2,11 @@
 
     python tools/misc/browse_dataset.py CONFIG --output-dir DIR [--num 20]
 
-Works for detection (mmdet ``DetLocalVisualizer``) and segmentation (mmseg
-``SegLocalVisualizer``) configs: the config's own ``visualizer`` draws.
+Works for detection (mmdet ``DetLocalVisualizer``), segmentation (mmseg
+``SegLocalVisualizer``) and KITTI monocular 3D (vitdense
+``KittiMonoVisualizer``: the 3D boxes projected through the input's
+``cam2img`` and a bird's-eye view) configs: the config's own ``visualizer``
+draws the transformed input that the model would see.
 """
 import argparse
 import os

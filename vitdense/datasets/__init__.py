@@ -1,11 +1,11 @@
 from .coco import (ValidatedCocoDataset, ValidatedCocoPanopticDataset,
                    check_dataset_files)
-from .kitti_mono import (KittiMonoDataset, parse_kitti_calib,
-                         parse_kitti_label)
+from .kitti_mono import (KittiMonoDataset, kitti_eval_annotation,
+                         parse_kitti_calib, parse_kitti_label)
 from .transforms import *  # noqa: F401,F403
 
 __all__ = [
     'ValidatedCocoDataset', 'ValidatedCocoPanopticDataset',
-    'check_dataset_files', 'KittiMonoDataset', 'parse_kitti_calib',
-    'parse_kitti_label'
+    'check_dataset_files', 'KittiMonoDataset', 'kitti_eval_annotation',
+    'parse_kitti_calib', 'parse_kitti_label'
 ]

@@ -5,6 +5,10 @@
 accepted) and ``calib/*.txt`` (P0-P3, R0_rect, Tr_velo_to_cam,
 Tr_imu_to_velo), exactly as in the KITTI devkit. mmdet3d, which has the
 usual loader, caps mmdet < 3.3, so vitdense reads the files itself.
+
+Boxes follow the vitdense KITTI contract: ``(x, y, z, l, h, w, ry)`` in the
+rectified camera frame with (x, y, z) the bottom centre (mmdet3d's
+``CameraInstance3DBoxes`` order; label files store ``h w l x y z ry``).
 """
 import os.path as osp
 from typing import Dict, List
@@ -16,7 +20,8 @@ from vitdense.registry import DATASETS
 
 from .coco import check_dataset_files
 
-__all__ = ['KittiMonoDataset', 'parse_kitti_calib', 'parse_kitti_label']
+__all__ = ['KittiMonoDataset', 'parse_kitti_calib', 'parse_kitti_label',
+           'kitti_eval_annotation']
 
 KITTI_LABEL_FIELDS = 15
 
@@ -69,19 +74,55 @@ def parse_kitti_label(path: str) -> List[dict]:
     return objects
 
 
+def kitti_eval_annotation(objects: List[dict]) -> Dict[str, np.ndarray]:
+    """Objects of one label file (:func:`parse_kitti_label`) in the
+    annotation format of the official evaluator (``get_label_anno`` of
+    traveller59's ``kitti_common.py``): every object, DontCare included,
+    ``dimensions`` reordered from the file's h, w, l to l, h, w, and
+    ``score`` zeros."""
+    count = len(objects)
+    return {
+        'name': np.array([obj['type'] for obj in objects], dtype=str),
+        'truncated': np.array([obj['truncated'] for obj in objects],
+                              np.float64),
+        'occluded': np.array([obj['occluded'] for obj in objects], np.int64),
+        'alpha': np.array([obj['alpha'] for obj in objects], np.float64),
+        'bbox': np.array([obj['bbox'] for obj in objects],
+                         np.float64).reshape(count, 4),
+        'dimensions': np.array([obj['dimensions'] for obj in objects],
+                               np.float64).reshape(count, 3)[:, [2, 0, 1]],
+        'location': np.array([obj['location'] for obj in objects],
+                             np.float64).reshape(count, 3),
+        'rotation_y': np.array([obj['rotation_y'] for obj in objects],
+                               np.float64),
+        'score': np.zeros(count, np.float64)}
+
+
 @DATASETS.register_module()
 class KittiMonoDataset(BaseDataset):
     """KITTI object detection from camera 2 (monocular 3D).
 
-    Each instance carries ``bbox`` (x1, y1, x2, y2), ``bbox_label``,
-    ``bbox_3d`` (x, y, z, h, w, l, rotation_y in the rectified camera frame,
-    location at the bottom centre as in KITTI), ``alpha``, ``truncated``,
-    ``occluded`` and ``ignore_flag`` (``DontCare`` and classes outside
-    ``metainfo['classes']``). ``cam2img`` is the 3x4 P2 matrix.
+    Each data info holds ``img_path``, ``sample_id``, ``cam2img`` (the 3x4
+    P2 of the calib file), ``calib`` (all its matrices) and ``instances``,
+    one per label line: ``bbox`` (x1, y1, x2, y2), ``bbox_label`` (index in
+    ``metainfo['classes']``, -1 for DontCare and other types), ``bbox_3d``
+    (x, y, z, l, h, w, ry; rectified camera frame, bottom centre),
+    ``alpha``, ``truncated``, ``occluded``, ``ignore_flag`` (1 for DontCare
+    and types outside the classes) and ``name`` (the type in the file).
+    With labels it also holds ``eval_ann_info``, the whole label file in
+    the official evaluator's format (:func:`kitti_eval_annotation`).
+
+    The classes are the metainfo's: the official MonoDETR/MonoDINO-DETR
+    config trains on ``('Car',)`` (its ``writelist``), the full KITTI
+    benchmark on the three below.
 
     Args:
         split (str): name of the ``ImageSets/{split}.txt`` file.
-        data_prefix (dict): folders of ``img``, ``label`` and ``calib``.
+        data_prefix (dict): folders of ``img``, ``calib`` and ``label``.
+            Without a ``label`` key the split is unlabelled (the KITTI
+            test set, ``testing/`` has no ``label_2``): no instances and no
+            ``eval_ann_info``. A listed file that is missing raises
+            ``FileNotFoundError`` naming it.
     """
     METAINFO = {'classes': ('Pedestrian', 'Cyclist', 'Car'),
                 'palette': [(0, 200, 0), (0, 0, 200), (200, 0, 0)]}
@@ -95,37 +136,52 @@ class KittiMonoDataset(BaseDataset):
         super().__init__(ann_file='', data_prefix=data_prefix, **kwargs)
 
     def load_data_list(self) -> List[dict]:
+        name = type(self).__name__
         split_file = osp.join(self.data_root, 'ImageSets', f'{self.split}.txt')
-        check_dataset_files(
-            type(self).__name__, self.data_root,
-            {'split file': split_file,
-             'image folder': self.data_prefix['img'],
-             'calib folder': self.data_prefix['calib']}, 'kitti')
+        for key in ('img', 'calib'):
+            if key not in self.data_prefix:
+                raise KeyError(f'{name}: data_prefix needs an "{key}" '
+                               f'folder, got {self.data_prefix}')
+        folders = {'split file': split_file,
+                   'image folder': self.data_prefix['img'],
+                   'calib folder': self.data_prefix['calib'],
+                   'label folder': self.data_prefix.get('label')}
+        check_dataset_files(name, self.data_root, folders, 'kitti')
         with open(split_file) as f:
             sample_ids = [line.strip() for line in f if line.strip()]
         classes = list(self.metainfo['classes'])
         data_list = []
         for sample_id in sample_ids:
+            img_path = self._sample_file('img', sample_id, '.png', split_file)
             calib = parse_kitti_calib(
-                osp.join(self.data_prefix['calib'], sample_id + '.txt'))
-            label_path = osp.join(self.data_prefix.get('label', ''),
-                                  sample_id + '.txt')
-            objects = parse_kitti_label(label_path) \
-                if osp.exists(label_path) else []
-            instances = []
-            for obj in objects:
-                known = obj['type'] in classes
-                instances.append({
-                    'bbox': obj['bbox'],
-                    'bbox_label': classes.index(obj['type']) if known else -1,
-                    'bbox_3d': obj['location'] + obj['dimensions'] +
-                    [obj['rotation_y']],
-                    'alpha': obj['alpha'], 'truncated': obj['truncated'],
-                    'occluded': obj['occluded'],
-                    'ignore_flag': 0 if known else 1})
-            data_list.append({
-                'img_path': osp.join(self.data_prefix['img'],
-                                     sample_id + '.png'),
-                'sample_id': sample_id, 'cam2img': calib['P2'],
-                'calib': calib, 'instances': instances})
+                self._sample_file('calib', sample_id, '.txt', split_file))
+            info = {'img_path': img_path, 'sample_id': sample_id,
+                    'cam2img': calib['P2'], 'calib': calib, 'instances': []}
+            if 'label' in self.data_prefix:
+                objects = parse_kitti_label(self._sample_file(
+                    'label', sample_id, '.txt', split_file))
+                info['instances'] = [
+                    self._instance(obj, classes) for obj in objects]
+                info['eval_ann_info'] = kitti_eval_annotation(objects)
+            data_list.append(info)
         return data_list
+
+    def _sample_file(self, key: str, sample_id: str, suffix: str,
+                     split_file: str) -> str:
+        path = osp.join(self.data_prefix[key], sample_id + suffix)
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'{type(self).__name__}: {path} does not exist (sample '
+                f'{sample_id!r} of {split_file})')
+        return path
+
+    @staticmethod
+    def _instance(obj: dict, classes: List[str]) -> dict:
+        known = obj['type'] in classes
+        h, w, l = obj['dimensions']
+        return {'bbox': obj['bbox'],
+                'bbox_label': classes.index(obj['type']) if known else -1,
+                'bbox_3d': obj['location'] + [l, h, w, obj['rotation_y']],
+                'alpha': obj['alpha'], 'truncated': obj['truncated'],
+                'occluded': obj['occluded'], 'ignore_flag': 0 if known else 1,
+                'name': obj['type']}

@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from vitdense.structures import box3d_corners, project_to_image
+
 __all__ = [
     'COCO_SHAPES_CLASSES', 'ADE20K_SHAPES_LABELS', 'KITTI_P2',
     'make_coco_shapes', 'make_ade20k_shapes', 'make_kitti_shapes',
@@ -356,22 +358,62 @@ def make_ade20k_shapes(root: str,
     return root
 
 
-def _box3d_corners(dims_hwl: Sequence[float], location: Sequence[float],
-                   rotation_y: float) -> np.ndarray:
-    """The 8 corners (3×8) of a KITTI camera-frame box; location is the
-    bottom centre, y points down (KITTI devkit convention)."""
+def _corners(dims_hwl: Sequence[float], location: Sequence[float],
+             rotation_y: float) -> np.ndarray:
+    """The 8 corners (3×8) of a box given as KITTI ``label_2`` writes it
+    (h, w, l; bottom-centre location; ry)."""
     h, w, l = dims_hwl
-    x = np.array([l, l, -l, -l, l, l, -l, -l]) / 2
-    y = np.array([0, 0, 0, 0, -h, -h, -h, -h])
-    z = np.array([w, -w, -w, w, w, -w, -w, w]) / 2
-    c, s = math.cos(rotation_y), math.sin(rotation_y)
-    rotation = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-    return rotation @ np.stack([x, y, z]) + np.asarray(location)[:, None]
+    return box3d_corners([*location, l, h, w, rotation_y])[0].T
 
 
 def _project(P: np.ndarray, points: np.ndarray) -> np.ndarray:
-    homogeneous = P @ np.vstack([points, np.ones((1, points.shape[1]))])
-    return homogeneous[:2] / homogeneous[2:]
+    """Pixels (2×N) of camera-frame points (3×N)."""
+    return project_to_image(points.T, P).T
+
+
+#: Corner indices of the box faces (corner order of :func:`vitdense.structures.box3d_corners`)
+#: and their brightness: the front (the +x axis of the object, the heading
+#: direction of ``rotation_y``) is lit, the sides less, the back least.
+_FACES = (('front', (0, 1, 5, 4), 1.0), ('back', (2, 3, 7, 6), 0.4),
+          ('left', (0, 3, 7, 4), 0.8), ('right', (1, 2, 6, 5), 0.6),
+          ('top', (4, 5, 6, 7), 0.95), ('bottom', (0, 1, 2, 3), 0.3))
+
+
+def _camera_centre(P: np.ndarray) -> np.ndarray:
+    """Optical centre of projection ``P`` (its null space), in the frame of
+    the labels."""
+    return -np.linalg.solve(P[:, :3], P[:, 3])
+
+
+def _paint_box(image: np.ndarray, P: np.ndarray, corners: np.ndarray,
+               colour: Sequence[float]) -> np.ndarray:
+    """Paint the faces of a box that face the camera, each with its own
+    brightness (:data:`_FACES`), and return the mask of painted pixels.
+
+    A face is visible when its outward normal points towards the optical
+    centre (back-face culling); the visible faces of one box never overlap,
+    so they need no order among themselves. The front face is also lighter
+    (mixed with white) so the heading shows in every view.
+    """
+    height, width = image.shape[:2]
+    pixels = _project(P, corners)
+    centre = corners.mean(1)
+    camera = _camera_centre(P)
+    mask = np.zeros((height, width), np.uint8)
+    for name, index, brightness in _FACES:
+        face = corners[:, index]
+        normal = face.mean(1) - centre
+        if normal @ (camera - face.mean(1)) <= 0:
+            continue
+        shade = np.asarray(colour, np.float64) * brightness
+        if name == 'front':
+            shade = 0.55 * shade + 0.45 * 255
+        polygon = np.round(pixels[:, index].T).astype(np.int32)
+        face_mask = np.zeros((height, width), np.uint8)
+        cv2.fillConvexPoly(face_mask, polygon, 1)
+        image[face_mask > 0] = np.clip(shade, 0, 255).astype(np.uint8)
+        mask |= face_mask
+    return mask
 
 
 def _format_matrix(name: str, matrix: np.ndarray) -> str:
@@ -386,10 +428,21 @@ def make_kitti_shapes(root: str,
     """Write KITTI object/training data: ``image_2``, ``label_2``, ``calib``,
     ``ImageSets/{train,val}.txt``.
 
-    3D boxes are sampled on a ground plane in front of the camera and
-    projected through the real KITTI P2 (scaled with the image by
-    ``scale``), so 2D boxes, truncation, occlusion, alpha and rotation_y in
-    ``label_2`` are mutually consistent. Labels carry all 15 fields.
+    3D boxes are sampled on a ground plane in front of the camera, none
+    overlapping another, their location, dimensions and rotation_y rounded
+    to the two decimals that ``label_2`` stores; everything else derives
+    from those values:
+    the 2D box is the projection of the 8 corners through the real KITTI P2
+    (scaled with the image by ``scale``) clipped to the image, truncation
+    the fraction of that box outside the image, alpha
+    ``rotation_y - atan2(x, z)`` wrapped to [-pi, pi) (the observation
+    angle as mmdet3d's KITTI converter computes it; the devkit readme names
+    it only), occlusion 0/1/2 from the fraction of the object's pixels
+    left visible (over 0.9 / over 0.5 / else). Each box is painted with
+    flat-shaded faces (:func:`_paint_box`: back faces culled, a light front,
+    darker sides and back) far to near, so orientation and depth show in
+    the image; nothing else (no text, no outlines) is drawn. Labels carry
+    all 15 fields.
     """
     rng = np.random.default_rng(seed)
     _claim_root(root, 'kitti')
@@ -407,8 +460,8 @@ def make_kitti_shapes(root: str,
                             [0, 0, 1, -0.80]], float)
     classes = {'Car': (1.53, 1.63, 3.88), 'Pedestrian': (1.76, 0.66, 0.84),
                'Cyclist': (1.74, 0.60, 1.76)}
-    colours = {'Car': (200, 40, 40), 'Pedestrian': (40, 200, 40),
-               'Cyclist': (40, 40, 200)}
+    colours = {'Car': (230, 70, 60), 'Pedestrian': (70, 210, 90),
+               'Cyclist': (70, 110, 230)}
     for sub in ('image_2', 'label_2', 'calib', 'ImageSets'):
         os.makedirs(osp.join(root, sub), exist_ok=True)
     ids = [f'{i:06d}' for i in range(num_train + num_val)]
@@ -421,10 +474,18 @@ def make_kitti_shapes(root: str,
             dims = mean_dims * rng.uniform(0.9, 1.1, size=3)
             z = float(rng.uniform(6, 40))
             x = float(rng.uniform(-0.5, 0.5) * z)
+            # label_2 stores two decimals: everything derives from those
+            dims = np.round(dims, 2)
+            x, z = round(x, 2), round(z, 2)
             location = np.array([x, 1.65, z])
-            rotation_y = float(rng.uniform(-np.pi, np.pi))
-            corners = _box3d_corners(dims, location, rotation_y)
+            rotation_y = round(float(rng.uniform(-np.pi, np.pi)), 2)
+            corners = _corners(dims, location, rotation_y)
             if corners[2].min() < 1.0:
+                continue
+            # no two objects overlap on the ground (footprint circles)
+            radius = math.hypot(dims[1], dims[2]) / 2
+            if any(math.hypot(x - o['location'][0], z - o['location'][2]) <
+                   radius + o['radius'] for o in objects):
                 continue
             pixels = _project(P2, corners)
             x1, y1 = pixels.min(1)
@@ -440,17 +501,17 @@ def make_kitti_shapes(root: str,
             objects.append(dict(name=name, dims=dims, location=location,
                                 rotation_y=rotation_y, alpha=alpha,
                                 truncated=float(truncated),
-                                box=(cx1, cy1, cx2, cy2), pixels=pixels))
-        # Paint far to near; occlusion level from the visible box fraction.
-        objects.sort(key=lambda o: -o['location'][2])
+                                box=(cx1, cy1, cx2, cy2), corners=corners,
+                                radius=radius))
+        # Paint far to near by centre distance (painter's order; objects
+        # never overlap); occlusion from the visible fraction.
+        objects.sort(key=lambda o: -math.hypot(o['location'][0],
+                                               o['location'][2]))
         owner = np.full((height, width), -1, np.int64)
         for index, obj in enumerate(objects):
-            hull = cv2.convexHull(np.round(obj['pixels'].T).astype(np.int32))
-            mask = np.zeros((height, width), np.uint8)
-            cv2.fillConvexPoly(mask, hull, 1)
-            shade = 1.0 - obj['location'][2] / 60
-            image[mask > 0] = (np.array(colours[obj['name']]) *
-                               shade).astype(np.uint8)
+            fade = 1.0 - obj['location'][2] / 120
+            mask = _paint_box(image, P2, obj['corners'],
+                              np.array(colours[obj['name']]) * fade)
             owner[mask > 0] = index
             obj['mask'] = mask
         lines = []

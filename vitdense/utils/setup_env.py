@@ -22,6 +22,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     import vitdense.evaluation  # noqa: F401
     import vitdense.models  # noqa: F401
     import vitdense.ops  # noqa: F401
+    import vitdense.visualization  # noqa: F401
 
     if not init_default_scope:
         return

@@ -1,12 +1,17 @@
-"""mmseg's label loading with checks whose errors name the label file."""
+"""mmseg's and mmdet's label loading with checks whose errors name the
+label file; mmdet's panoptic loading without panopticapi."""
 from typing import Optional
 
 import numpy as np
+from mmdet.datasets.transforms import LoadAnnotations as DetLoadAnnotations
+from mmdet.datasets.transforms import LoadPanopticAnnotations
+from mmdet.structures.mask import BitmapMasks
 from mmseg.datasets.transforms import LoadAnnotations
 
+from vitdense.evaluation.functional.panoptic import read_panoptic_png
 from vitdense.registry import TRANSFORMS
 
-__all__ = ['LoadValidatedSegAnnotations']
+__all__ = ['LoadValidatedSegAnnotations', 'LoadValidatedPanopticAnnotations']
 
 
 @TRANSFORMS.register_module()
@@ -80,3 +85,83 @@ class LoadValidatedSegAnnotations(LoadAnnotations):
     def __repr__(self) -> str:
         return (super().__repr__()[:-1] + f', num_classes={self.num_classes}'
                 f', ignore_index={self.ignore_index})')
+
+
+@TRANSFORMS.register_module()
+class LoadValidatedPanopticAnnotations(LoadPanopticAnnotations):
+    """:class:`mmdet.datasets.transforms.LoadPanopticAnnotations` without
+    panopticapi, refusing a bad panoptic PNG.
+
+    mmdet's loader imports ``panopticapi.utils.rgb2id`` when it is built and
+    raises ``ImportError`` without it (panopticapi is not on PyPI; see
+    :mod:`vitdense.evaluation.functional.panoptic`); this one decodes the
+    PNG with vitdense's :func:`~vitdense.evaluation.functional.panoptic.rgb2id`
+    and otherwise gives mmdet's results: boxes and labels of the
+    non-crowd things, ``gt_masks`` (one ``BitmapMasks`` per non-crowd thing
+    in ``segments_info`` order) and ``gt_seg_map`` (contiguous labels, things
+    first; 255 for void and for ids that ``segments_info`` lacks).
+
+    ``ValueError`` naming the PNG: an undecodable file, a PNG whose size
+    differs from its image's (``results['ori_shape']``, so place it after
+    ``LoadImageFromFile``), and ``segments_info`` ids absent from the PNG
+    (mmdet would give them empty masks).
+
+    Args: as :class:`~mmdet.datasets.transforms.LoadPanopticAnnotations`.
+    """
+
+    def __init__(self,
+                 with_bbox: bool = True,
+                 with_label: bool = True,
+                 with_mask: bool = True,
+                 with_seg: bool = True,
+                 box_type: str = 'hbox',
+                 imdecode_backend: str = 'cv2',
+                 backend_args: Optional[dict] = None) -> None:
+        # mmdet's LoadAnnotations, skipping the panopticapi import
+        DetLoadAnnotations.__init__(
+            self,
+            with_bbox=with_bbox,
+            with_label=with_label,
+            with_mask=with_mask,
+            with_seg=with_seg,
+            with_keypoints=False,
+            box_type=box_type,
+            imdecode_backend=imdecode_backend,
+            backend_args=backend_args)
+
+    def _load_masks_and_semantic_segs(self, results: dict) -> None:
+        path = results.get('seg_map_path')
+        if path is None:  # inference without ground truth
+            return
+        try:
+            pan_ids = read_panoptic_png(path, self.backend_args)
+        except FileNotFoundError:
+            raise
+        except Exception as error:
+            raise ValueError(
+                f'{path}: cannot decode the panoptic PNG '
+                f'({type(error).__name__}: {error})') from error
+        height, width = results['ori_shape']
+        if pan_ids.shape != (height, width):
+            raise ValueError(
+                f'{path}: the panoptic PNG is {pan_ids.shape[0]}x'
+                f'{pan_ids.shape[1]} (height x width) but its image '
+                f'{results.get("img_path")} is {height}x{width}.')
+        segments = results['segments_info']
+        present = set(np.unique(pan_ids).tolist())
+        absent = [s['id'] for s in segments if s['id'] not in present]
+        if absent:
+            raise ValueError(
+                f'{path}: segment ids {absent} of segments_info are not in '
+                'the PNG (ids are R + 256 G + 256^2 B).')
+        gt_seg = np.full_like(pan_ids, 255)
+        gt_masks = []
+        for segment in segments:
+            mask = pan_ids == segment['id']
+            gt_seg[mask] = segment['category']
+            if segment.get('is_thing'):
+                gt_masks.append(mask.astype(np.uint8))
+        if self.with_mask:
+            results['gt_masks'] = BitmapMasks(gt_masks, height, width)
+        if self.with_seg:
+            results['gt_seg_map'] = gt_seg

@@ -1,4 +1,9 @@
 from .coco_metric import ValidatedCocoMetric
 from .iou_metric import ValidatedIoUMetric
+from .kitti_metric import KittiMetric
+from .panoptic_metric import VitdenseCocoPanopticMetric
 
-__all__ = ['ValidatedCocoMetric', 'ValidatedIoUMetric']
+__all__ = [
+    'ValidatedCocoMetric', 'ValidatedIoUMetric', 'KittiMetric',
+    'VitdenseCocoPanopticMetric'
+]
