@@ -102,7 +102,12 @@ def backbone_features(backbone: nn.Module) -> list:
         if type(backbone).__name__ == 'ViTCoMer':
             return [torch.empty(2, backbone.embed_dims, 64 // s, 96 // s)
                     for s in (4, 8, 16, 32)]
-        return list(backbone(torch.empty(2, 3, 64, 96)))
+        outs = backbone(torch.empty(2, 3, 64, 96))
+        if type(backbone).__name__ == 'SwinRAM':  # (maps, [DET], [DET] pos)
+            outs = outs[0]
+        if type(backbone).__name__ == 'DepthAnythingV2':  # (maps, depth)
+            outs = outs[0]
+        return list(outs)
 
 
 def test_config_list_covers_every_family():
@@ -140,6 +145,31 @@ def test_config_channels_match(config, monkeypatch):
                 assert head(feats).shape[1] == head.out_channels
         return
 
+    if hasattr(model, 'feature_fusion'):  # MonoDINO-DETR: no neck
+        with torch.device('meta'):
+            levels = model.feature_fusion(feats[-model.num_levels:])
+        assert len(levels) == len(model.level_embed), config
+        assert {f.shape[1] for f in levels} == {model.encoder.embed_dims}, (
+            config)
+        return
+    if hasattr(model, 'depth_predictor'):  # MonoDETR: neck levels
+        assert list(cfg.model.neck.in_channels) == widths, config
+        with torch.device('meta'):
+            levels = model.neck(feats)
+        assert len(levels) == len(model.level_embed), config
+        assert {f.shape[1] for f in levels} == {model.encoder.embed_dims}, (
+            config)
+        return
+
+    if hasattr(model, 'panoptic_head') and not hasattr(model, 'neck'):
+        # kMaX-DeepLab: the pixel decoder reads the backbone levels
+        decoder = model.panoptic_head.pixel_decoder
+        assert list(cfg.model.panoptic_head.in_channels) == widths, config
+        with torch.device('meta'):
+            outs = decoder(feats)
+        assert [f.shape[1] for f in outs] == decoder.out_channels, config
+        return
+
     neck_cfg = cfg.model.neck
     assert list(neck_cfg.in_channels) == widths, config
     with torch.device('meta'):
@@ -154,7 +184,8 @@ def test_config_channels_match(config, monkeypatch):
         if roi.with_mask:
             assert roi.mask_roi_extractor.out_channels == width, config
             assert roi.mask_head.in_channels == width, config
-    elif hasattr(model, 'encoder'):  # DETR family
+    elif hasattr(model, 'encoder') or type(model).__name__ == 'ViDT':
+        # DETR family (ViDT has no encoder)
         assert model.embed_dims == width, config
         assert model.bbox_head.embed_dims == width, config
         assert len(outs) == model.num_feature_levels, config

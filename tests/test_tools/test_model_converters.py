@@ -14,7 +14,9 @@ from vitdense.utils import UnsafeCheckpointError
 
 DATA = osp.join(osp.dirname(__file__), '..', 'data')
 TOOLS = ('crossformer2vitdense', 'rmt2vitdense', 'swin2vitdense',
-         'vit_comer2vitdense', 'relation_detr2vitdense')
+         'vit_comer2vitdense', 'relation_detr2vitdense',
+         'monodino_detr2vitdense', 'monodetr2vitdense',
+         'depth_anything2vitdense', 'kmax2vitdense')
 
 
 class _Payload:
@@ -97,6 +99,17 @@ RELATION_DETR_KEYS = ["'transformer.*'", "'model.encoder.*'"]
     ('vit_comer2vitdense', 'swin', ['--vit'],
      ['patch_embed.proj.weight', 'blocks.0.attn.qkv.weight']),
     ('relation_detr2vitdense', 'swin', [], RELATION_DETR_KEYS),
+    ('monodino_detr2vitdense', 'swin', [],
+     ['tgt_embed.weight', 'depthaware_transformer.level_embed']),
+    ('monodetr2vitdense', 'swin', [],
+     ['query_embed.weight', 'backbone.0.body.conv1.weight']),
+    # a plain ViT without DINOv2's layer scale
+    ('depth_anything2vitdense', 'vit', [],
+     ['pretrained.cls_token', 'depth_head.projects.0.weight',
+      'blocks.0.ls1.gamma']),
+    ('kmax2vitdense', 'swin', [],
+     ['sem_seg_head.predictor._cluster_centers.weight',
+      'sem_seg_head.pixel_decoder._in_norms.0.weight']),
 ])
 def test_converter_refuses_another_family(tool, family, args, expected,
                                           tmp_path, monkeypatch, capsys):

@@ -28,6 +28,26 @@ def _is_segmentation(cfg: Config) -> bool:
     return cfg.test_evaluator.type.endswith('IoUMetric')
 
 
+def _is_kitti(cfg: Config) -> bool:
+    return cfg.test_evaluator.type == 'KittiMetric'
+
+
+def _is_panoptic(cfg: Config) -> bool:
+    return cfg.test_evaluator.type.endswith('CocoPanopticMetric')
+
+
+def _panoptic_data_options(coco_root: str) -> list:
+    root = coco_root.rstrip('/') + '/'
+    return [
+        f'{split}_dataloader.dataset.data_root={root}'
+        for split in ('train', 'val', 'test')
+    ] + [
+        f'{split}_evaluator.{key}={root}annotations/panoptic_val{suffix}'
+        for split in ('val', 'test')
+        for key, suffix in (('ann_file', '.json'), ('seg_prefix', '/'))
+    ]
+
+
 def _seg_data_options(ade_root: str) -> list:
     return [
         f'{split}_dataloader.dataset.data_root={ade_root}'
@@ -35,7 +55,18 @@ def _seg_data_options(ade_root: str) -> list:
     ]
 
 
-def _options(config: str, coco_root: str, ade_root: str, train: bool) -> list:
+def _kitti_data_options(kitti_root: str) -> list:
+    return [
+        f'{split}_dataloader.dataset.data_root={kitti_root}/'
+        for split in ('train', 'val', 'test')
+    ]
+
+
+def _options(config: str,
+             coco_root: str,
+             ade_root: str,
+             train: bool,
+             kitti_root: str = '') -> list:
     """Data at the session fixtures, batch 2 in the main process; for
     ``train`` 2 iterations (or 1 epoch), no validation (mmengine validates
     at the last iteration whatever ``val_interval``) and a checkpoint at the
@@ -43,6 +74,10 @@ def _options(config: str, coco_root: str, ade_root: str, train: bool) -> list:
     cfg = Config.fromfile(osp.join(REPO_ROOT, config))
     if _is_segmentation(cfg):
         options = _seg_data_options(ade_root)
+    elif _is_kitti(cfg):
+        options = _kitti_data_options(kitti_root)
+    elif _is_panoptic(cfg):
+        options = _panoptic_data_options(coco_root)
     else:
         options = data_options(coco_root)
     options += [
@@ -64,6 +99,8 @@ def _options(config: str, coco_root: str, ade_root: str, train: bool) -> list:
 def test_tiny_configs_are_found():
     assert SEG_CONFIG in TINY_CONFIGS
     assert 'configs/demo/dino_swin-nano_1xb8-shapes.py' in TINY_CONFIGS
+    assert ('configs/monodino_detr/'
+            'monodino-detr_vit-nano_1xb4-kitti-shapes.py') in TINY_CONFIGS
     assert ('projects/example_project/configs/'
             'dino_dummy-swin-nano_1xb8-shapes.py') in TINY_CONFIGS
     assert len(TINY_CONFIGS) >= 11
@@ -99,7 +136,8 @@ def _train_and_test(config: str, train_options: list, test_options: list,
 
 
 @pytest.fixture(scope='module')
-def tiny_runs(request, coco_shapes_root, ade20k_shapes_root, tmp_path_factory):
+def tiny_runs(request, coco_shapes_root, ade20k_shapes_root,
+              kitti_shapes_root, tmp_path_factory):
     """Starts train + test of every selected tiny config, two at a time with
     one thread each (start-up, most of a run, is single-threaded): a config's
     future, by config. Configs are read here: mmengine's ``Config`` is not
@@ -113,8 +151,10 @@ def tiny_runs(request, coco_shapes_root, ade20k_shapes_root, tmp_path_factory):
         config:
         pool.submit(
             _train_and_test, config,
-            _options(config, coco_shapes_root, ade20k_shapes_root, True),
-            _options(config, coco_shapes_root, ade20k_shapes_root, False),
+            _options(config, coco_shapes_root, ade20k_shapes_root, True,
+                     kitti_shapes_root),
+            _options(config, coco_shapes_root, ade20k_shapes_root, False,
+                     kitti_shapes_root),
             str(tmp_path_factory.mktemp('tiny')))
         for config in selected
     }
@@ -126,7 +166,10 @@ def tiny_runs(request, coco_shapes_root, ade20k_shapes_root, tmp_path_factory):
 def test_tiny_config_trains_and_tests(config, tiny_runs):
     log = tiny_runs[config].result()
     cfg = Config.fromfile(osp.join(REPO_ROOT, config))
-    metric = 'mIoU:' if _is_segmentation(cfg) else 'coco/bbox_mAP:'
+    metric = ('mIoU:' if _is_segmentation(cfg) else
+              'kitti/Car_3D_moderate_R40:' if _is_kitti(cfg) else
+              'coco_panoptic/PQ:' if _is_panoptic(cfg) else
+              'coco/bbox_mAP:')
     assert metric in log, log[-3000:]
 
 

@@ -40,12 +40,22 @@ RMT = dict(embed_dims=[16, 32, 48, 64], depths=[1, 1, 1, 1],
            layerscales=[False, False, True, True])
 VIT_COMER = dict(embed_dims=24, depth=2, num_heads=2, deform_num_heads=4,
                  deform_ratio=1.0, interaction_indexes=[[0, 0], [1, 1]])
+# fusion width 16: the random DPT output (nearly constant at init) is > 0 here,
+# so its final ReLU passes gradients
+DINOV2_DPT = dict(embed_dims=16, depth=4, num_heads=2,
+                  out_indices=(0, 1, 2, 3), dpt_features=16,
+                  dpt_channels=(4, 8, 12, 16))
 #: per registered name: ``kwargs`` of a tiny arch, its ``channels`` (strides
-#: 4-32), ``wrong``: overrides giving another arch (for strict loading),
+#: 4-32, or ``strides``: one per output map), ``select``: overrides under
+#: which ``out_indices=(1, 3)`` is valid, ``wrong``: overrides giving another
+#: arch (for strict loading),
 #: ``frozen``: the parameter-name prefixes ``frozen_stages=1`` freezes,
 #: ``not_checkpointed``: Linear layers ``with_cp`` leaves alone,
+#: ``frozen_recomputed``: frozen Linear layers that ``with_cp`` recomputes
+#: (a gradient to trainable inputs passes through them),
 #: ``zero_grad``: parameters whose gradient is legitimately exactly 0,
-#: ``shadowed_in``: scopes whose own class has the plain name
+#: ``shadowed_in``: scopes whose own class has the plain name,
+#: ``tokens``: shapes (without batch) of the token outputs after the maps
 TINY: Dict[str, dict] = {
     'CrossFormer': dict(
         kwargs=dict(arch=CROSSFORMER, drop_path_rate=0.),
@@ -54,6 +64,15 @@ TINY: Dict[str, dict] = {
         frozen=('patch_embed.', 'layers.0.'),
         # a per-head constant bias cannot change a softmax
         zero_grad=r'.*\.pos3\.2\.bias'),
+    # (ViT maps at stride 14, relative depth at the input size); the DPT
+    # head needs 4 maps
+    'DepthAnythingV2': dict(
+        kwargs=dict(arch=DINOV2_DPT, img_size=42, frozen=False),
+        channels=(16, 16, 16, 16, 1),
+        strides=(14, 14, 14, 14, 1),
+        select=dict(with_depth_head=False),
+        wrong=dict(arch=dict(DINOV2_DPT, depth=5)),
+        frozen=('patch_embed.', 'cls_token', 'pos_embed', 'blocks.0.')),
     'RMT': dict(
         kwargs=dict(arch=RMT, drop_path_rate=0.),
         channels=(16, 32, 48, 64),
@@ -67,6 +86,21 @@ TINY: Dict[str, dict] = {
         frozen=('patch_embed.', 'stages.0.', 'norm0.'),
         not_checkpointed=r'stages\.\d\.downsample\..*',
         shadowed_in=('mmdet', 'mmseg')),
+    # all five levels (stage outputs + the last patch merging); then the
+    # [DET] tokens and their positional embedding
+    'SwinRAM': dict(
+        kwargs=dict(embed_dims=8, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4),
+                    window_size=2, det_token_num=4, pos_dims=8,
+                    reduced_dims=16, out_indices=(0, 1, 2, 3, 4),
+                    drop_path_rate=0.),
+        channels=(8, 16, 32, 64, 16),
+        strides=(4, 8, 16, 32, 64),
+        tokens=((4, 64), (4, 8)),
+        wrong=dict(depths=(2, 2, 4, 2)),
+        frozen=('patch_embed.', 'stages.0.'),
+        not_checkpointed=r'stages\.\d\.downsample\..*',
+        # the trainable [DET] tokens pass the frozen stage
+        frozen_recomputed=r'stages\.0\.blocks\..*'),
     'ViTCoMer': dict(
         kwargs=dict(arch=VIT_COMER, pretrain_size=64, conv_inplane=8,
                     n_points=2),
@@ -105,11 +139,20 @@ def perturb(model: nn.Module) -> nn.Module:
     return model
 
 
+def maps_of(outs) -> list:
+    """The tensors of a backbone's output, in order: a tuple of maps, or
+    nested tuples and None (``DepthAnythingV2``: ``(maps, depth)``)."""
+    if isinstance(outs, torch.Tensor):
+        return [outs]
+    return [] if outs is None else [t for o in outs for t in maps_of(o)]
+
+
 def loss_of(outs) -> torch.Tensor:
     """A fixed random projection of every output (a plain sum has zero
     gradient through LayerNorm/BatchNorm outputs)."""
     g = torch.Generator().manual_seed(2)
-    return sum((o * torch.randn(o.shape, generator=g)).sum() for o in outs)
+    return sum((o * torch.randn(o.shape, generator=g)).sum()
+               for o in maps_of(outs))
 
 
 def grads_of(model: nn.Module, x: torch.Tensor) -> dict:
@@ -130,21 +173,25 @@ def test_odd_input_gives_documented_levels(name, size):
     model = build(name).eval()
     h, w = size
     with torch.no_grad():
-        outs = model(torch.randn(2, 3, h, w))
+        outs = maps_of(model(torch.randn(2, 3, h, w)))
     assert [tuple(o.shape) for o in outs] == [
-        (2, c, -(-h // s), -(-w // s))
-        for c, s in zip(TINY[name]['channels'], STRIDES)
-    ]
+        (2, c, -(-h // s), -(-w // s)) for c, s in zip(
+            TINY[name]['channels'], TINY[name].get('strides', STRIDES))
+    ] + [(2, *t) for t in TINY[name].get('tokens', ())]
 
 
 @pytest.mark.parametrize('name', NAMES)
 def test_out_indices_select_levels(name):
-    model = build(name, out_indices=(1, 3)).eval()
+    model = build(name, out_indices=(1, 3),
+                  **TINY[name].get('select', {})).eval()
     with torch.no_grad():
-        outs = model(torch.randn(1, 3, 61, 83))
+        outs = maps_of(model(torch.randn(1, 3, 61, 83)))
     channels = TINY[name]['channels']
-    assert [tuple(o.shape) for o in outs] == [(1, channels[1], 8, 11),
-                                               (1, channels[3], 2, 3)]
+    strides = TINY[name].get('strides', STRIDES)
+    assert [tuple(o.shape) for o in outs] == [
+        (1, channels[i], -(-61 // strides[i]), -(-83 // strides[i]))
+        for i in (1, 3)
+    ] + [(1, *t) for t in TINY[name].get('tokens', ())]
 
 
 @pytest.mark.parametrize('name', NAMES)
@@ -168,7 +215,7 @@ def test_with_cp_gives_equal_outputs_and_gradients(name):
     model_cp.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 61, 83)
     outs, outs_cp = model(x), model_cp(x)
-    for o, o_cp in zip(outs, outs_cp, strict=True):
+    for o, o_cp in zip(maps_of(outs), maps_of(outs_cp), strict=True):
         torch.testing.assert_close(o_cp, o, rtol=1e-5, atol=1e-6)
     loss_of(outs).backward()
     loss_of(outs_cp).backward()
@@ -194,10 +241,12 @@ def test_with_cp_recomputes_trainable_blocks_behind_frozen_stages(name):
     forward, calls = calls, {}
     loss.backward()
     skip = TINY[name].get('not_checkpointed')
+    frozen = TINY[name].get('frozen_recomputed')
     expected = {
         n: forward[n]
-        for n, m in linears.items() if m.weight.requires_grad and n in forward
-        and not (skip and re.fullmatch(skip, n))
+        for n, m in linears.items()
+        if (m.weight.requires_grad or frozen and re.fullmatch(frozen, n))
+        and n in forward and not (skip and re.fullmatch(skip, n))
     }
     assert expected and calls == expected
 
@@ -284,11 +333,12 @@ def test_empty_batch_gives_empty_maps(name):
     model = build(name).eval()
     size = (61, 83)
     with torch.no_grad():
-        expected = [(0, *o.shape[1:]) for o in model(torch.randn(1, 3, *size))]
+        expected = [(0, *o.shape[1:])
+                    for o in maps_of(model(torch.randn(1, 3, *size)))]
     model.train()
     assert len(expected) >= 3
     x = torch.zeros(0, 3, *size, requires_grad=True)
-    outs = model(x)
+    outs = maps_of(model(x))
     assert [tuple(o.shape) for o in outs] == expected
     assert all(o.dtype == torch.float32 for o in outs)
     # a loss on them backpropagates zeros to the input and every weight
@@ -305,7 +355,7 @@ def test_empty_batch_leaves_the_model_state_alone(name):
     buffers = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
     with torch.no_grad():
-        outs = model(torch.zeros(0, 3, 61, 83))
+        outs = maps_of(model(torch.zeros(0, 3, 61, 83)))
     assert all(o.shape[0] == 0 and not o.requires_grad for o in outs)
     assert [m.training for m in model.modules()] == flags
     assert torch.equal(torch.get_rng_state(), rng)
