@@ -13,6 +13,7 @@ import logging
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
@@ -89,6 +90,28 @@ def use_vitdense_hooks(cfg: Config) -> None:
             dict(type='vitdense.CheckpointCheckHook', training_state=True)]
 
 
+def configure_cpu_fsdp(cfg: Config) -> Config:
+    """Without CUDA, a ``FlexibleRunner`` with ``FSDPStrategy``
+    (configs/_base_/strategies/fsdp.py) shards on the CPU: mmengine passes
+    FSDP ``device_id=LOCAL_RANK``, which torch reads as a CUDA device, and
+    torch 2.13 segfaults gathering a full state dict with ``offload_to_cpu``
+    from CPU shards, so both are switched off."""
+    strategy = cfg.get('strategy')
+    if (cfg.get('runner_type') != 'FlexibleRunner' or not strategy
+            or strategy.get('type') != 'FSDPStrategy'
+            or torch.cuda.is_available()):
+        return cfg
+    wrapper = strategy.get('model_wrapper') or {}
+    wrapper.setdefault('device_id', 'cpu')
+    strategy['model_wrapper'] = wrapper
+    state_dict_cfg = strategy.get('state_dict_cfg')
+    if isinstance(state_dict_cfg, dict):
+        for key in ('state_dict_config', 'optim_state_dict_config'):
+            if isinstance(state_dict_cfg.get(key), dict):
+                state_dict_cfg[key]['offload_to_cpu'] = False
+    return cfg
+
+
 def main():
     args = parse_args()
     preload_tcmalloc()  # re-run under tcmalloc (faster CPU training)
@@ -100,6 +123,7 @@ def main():
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     configure_cpu_distributed(cfg)
+    configure_cpu_fsdp(cfg)
 
     # work_dir priority: CLI > config > ./work_dirs/<config name>
     if args.work_dir is not None:

@@ -1,0 +1,4 @@
+from .inference import (VitdenseDetInferencer, VitdenseSegInferencer,
+                        init_inferencer)
+
+__all__ = ['VitdenseDetInferencer', 'VitdenseSegInferencer', 'init_inferencer']
