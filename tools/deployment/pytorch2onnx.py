@@ -166,31 +166,6 @@ class DetrExportWrapper(nn.Module):
         return boxes, scores, labels
 
 
-def _msda_reference(value: Tensor, spatial_shapes: Tensor,
-                    level_start_index: Tensor, sampling_locations: Tensor,
-                    attention_weights: Tensor) -> Tensor:
-    from vitdense.ops import multi_scale_deformable_attn_pytorch
-    return multi_scale_deformable_attn_pytorch(value, spatial_shapes,
-                                               sampling_locations,
-                                               attention_weights)
-
-
-def _relation_reference(src_boxes: Tensor,
-                        tgt_boxes: Tensor,
-                        weight: Tensor,
-                        bias: Tensor,
-                        temperature: float = 10000.,
-                        scale: float = 100.,
-                        num_pos_feats: int = 16,
-                        blocked: Optional[Tensor] = None) -> Tensor:
-    from vitdense.ops import box_relation_bias_pytorch
-    output = box_relation_bias_pytorch(src_boxes, tgt_boxes, weight, bias,
-                                       temperature, scale, num_pos_feats)
-    if blocked is not None:
-        output = output.masked_fill(blocked, float('-inf'))
-    return output
-
-
 def _linspace(start, end, steps, **kwargs) -> Tensor:
     """``torch.linspace`` as ``start + arange(steps) * step``: the exporter's
     own ``linspace`` divides by ``steps - 1``, so a one-pixel feature level
@@ -201,19 +176,12 @@ def _linspace(start, end, steps, **kwargs) -> Tensor:
 
 
 @contextlib.contextmanager
-def reference_ops() -> Iterator[None]:
-    """Run vitdense's ops on their PyTorch references (the functions
-    ``vitdense.ops`` keeps next to each op for tests and export), which
-    trace to standard ONNX operators (compiled kernels have no symbolic),
-    and ``torch.linspace`` as :func:`_linspace`."""
+def traceable_linspace() -> Iterator[None]:
+    """``torch.linspace`` as :func:`_linspace` while tracing. vitdense's ops
+    trace their PyTorch references by themselves during an export
+    (:func:`vitdense.ops._ext.backend`), to standard ONNX operators."""
     from unittest import mock
-
-    from vitdense.ops import multi_scale_deform_attn, relation_attention
-    with mock.patch.object(multi_scale_deform_attn,
-                           'multi_scale_deformable_attn', _msda_reference), \
-            mock.patch.object(relation_attention, 'box_relation_bias',
-                              _relation_reference), \
-            mock.patch.object(torch, 'linspace', _linspace):
+    with mock.patch.object(torch, 'linspace', _linspace):
         yield
 
 
@@ -229,7 +197,7 @@ def export(wrapper: DetrExportWrapper,
     height, width = shape
     wrapper.check_shape(height, width)
     images = torch.rand(batch_size, 3, height, width) * 255
-    with reference_ops(), torch.no_grad(), warnings.catch_warnings():
+    with traceable_linspace(), torch.no_grad(), warnings.catch_warnings():
         # the tracer's notes on constant shapes (why height and width are
         # static), on constant folding and on the legacy exporter
         warnings.simplefilter('ignore', torch.jit.TracerWarning)

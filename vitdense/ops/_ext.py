@@ -60,12 +60,19 @@ def _mmcv_has_cuda_ops() -> bool:
         return False
 
 
+#: why :func:`backend` picks the reference while an ONNX export traces
+ONNX_EXPORT = 'an ONNX export traces the PyTorch reference'
+
+
 def backend(op: str, device: torch.device) -> Tuple[str, str]:
     """The backend that runs ``op`` on ``device`` tensors, and why.
 
     Returns ``(name, reason)`` with name ``'kernel'`` (``vitdense._C``),
-    ``'mmcv'`` (mmcv's CUDA kernel) or ``'reference'`` (PyTorch).
+    ``'mmcv'`` (mmcv's CUDA kernel) or ``'reference'`` (PyTorch). An ONNX
+    export traces the reference: compiled kernels have no ONNX symbolic.
     """
+    if torch.onnx.is_in_onnx_export():
+        return 'reference', ONNX_EXPORT
     if device.type == 'cuda':
         if cuda_compiled() and cuda_opted_in():
             return 'kernel', f"vitdense._C's CUDA kernels ({CUDA_OPT_IN}=1)"
@@ -92,7 +99,7 @@ def backend(op: str, device: torch.device) -> Tuple[str, str]:
 def warn_fallback(op: str, device: torch.device, reason: str) -> None:
     """Warn once per (op, device type) that the reference path is used."""
     key = (op, device.type)
-    if key in _warned:
+    if key in _warned or reason == ONNX_EXPORT:
         return
     _warned.add(key)
     hint = ('' if device.type == 'cuda' else
