@@ -33,7 +33,7 @@ DAB, are dropped.
 """
 import re
 from collections import OrderedDict
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -157,7 +157,8 @@ def unwrap_monodino_detr(checkpoint: Mapping) -> Dict[str, Tensor]:
             for k, v in checkpoint.items()}
 
 
-def _rename(key: str, layers=_LAYERS, modules=_MODULES) -> Optional[str]:
+def _rename(key: str, layers: Sequence[tuple],
+            modules: Sequence[Tuple[str, str]]) -> Optional[str]:
     """vitdense name of a non-backbone official key; None if unknown."""
     for pattern, prefix, renames in layers:
         m = re.fullmatch(pattern, key)
@@ -217,6 +218,32 @@ def _convert_backbone(state_dict: Mapping[str, Tensor]) -> Dict[str, Tensor]:
     }
 
 
+def _convert(state_dict: Mapping[str, Tensor], converted: Dict[str, Tensor],
+             skipped: Tuple[str, ...], dropped: Sequence[str],
+             layers: Sequence[tuple], modules: Sequence[Tuple[str, str]],
+             model: str) -> 'OrderedDict[str, Tensor]':
+    """The feature extractor's ``converted`` keys, then every other official
+    key renamed (those starting with ``skipped``, which ``converted``
+    covers, and those matching ``dropped`` left out), then the decoder's
+    self-attention folded; unknown keys are refused, naming ``model``."""
+    out = OrderedDict(converted)
+    unknown = []
+    for key, value in state_dict.items():
+        if key.startswith(skipped) or any(
+                re.fullmatch(p, key) for p in dropped):
+            continue
+        new = _rename(key, layers, modules)
+        if new is None:
+            unknown.append(key)
+        else:
+            out[new] = value
+    if unknown:
+        raise CheckpointLayoutError(
+            f'keys of no {model} module: {unknown[:10]}')
+    _fold_self_attention(state_dict, out)
+    return out
+
+
 def convert_monodino_detr(checkpoint: Mapping) -> 'OrderedDict[str, Tensor]':
     """Map an official MonoDINO-DETR checkpoint onto ``MonoDINODETR``.
 
@@ -233,23 +260,10 @@ def convert_monodino_detr(checkpoint: Mapping) -> 'OrderedDict[str, Tensor]':
     """
     state_dict = unwrap_monodino_detr(checkpoint)
     check_layout(state_dict, {'MonoDINO-DETR': OFFICIAL_KEYS})
-    out = OrderedDict(_convert_backbone(state_dict))
-    unknown = []
-    for key, value in state_dict.items():
-        if key.startswith('backbone.0.') or any(
-                re.fullmatch(p, key) for p in _DROPPED):
-            continue
-        new = _rename(key)
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = value
-    if unknown:
-        raise CheckpointLayoutError(
-            'keys of no MonoDINO-DETR (DAB, box refinement, Depth-Anything-V2'
-            f' backbone) module: {unknown[:10]}')
-    _fold_self_attention(state_dict, out)
-    return out
+    return _convert(
+        state_dict, _convert_backbone(state_dict), ('backbone.0.', ),
+        _DROPPED, _LAYERS, _MODULES,
+        'MonoDINO-DETR (DAB, box refinement, Depth-Anything-V2 backbone)')
 
 
 def _convert_resnet_and_input_proj(
@@ -286,36 +300,13 @@ def _convert_resnet_and_input_proj(
 
 def convert_monodetr(checkpoint: Mapping) -> 'OrderedDict[str, Tensor]':
     """Map an official MonoDETR checkpoint (``configs/monodetr.yaml``: no
-    DAB, box refinement, ResNet backbone) onto ``MonoDETR``.
-
-    Args:
-        checkpoint: the official state dict (or a file's dict, see
-            :func:`unwrap_monodino_detr`; the MonoDETR trainer saves the
-            same ``model_state`` layout).
-
-    Returns:
-        OrderedDict loadable with ``strict=True``.
-
-    Raises:
-        CheckpointLayoutError: not the official layout, or a key this
-            converter does not know (named).
-    """
+    DAB, box refinement, ResNet backbone) onto ``MonoDETR``; argument,
+    result and errors as :func:`convert_monodino_detr` (the MonoDETR
+    trainer saves the same ``model_state`` layout)."""
     state_dict = unwrap_monodino_detr(checkpoint)
     check_layout(state_dict, {'MonoDETR': MONODETR_KEYS})
-    out = OrderedDict(_convert_resnet_and_input_proj(state_dict))
-    unknown = []
-    for key, value in state_dict.items():
-        if key.startswith(('backbone.0.body.', 'input_proj.')) or any(
-                re.fullmatch(p, key) for p in _MONODETR_DROPPED):
-            continue
-        new = _rename(key, _MONODETR_LAYERS, _MONODETR_MODULES)
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = value
-    if unknown:
-        raise CheckpointLayoutError(
-            'keys of no MonoDETR (no DAB, box refinement, ResNet backbone) '
-            f'module: {unknown[:10]}')
-    _fold_self_attention(state_dict, out)
-    return out
+    return _convert(
+        state_dict, _convert_resnet_and_input_proj(state_dict),
+        ('backbone.0.body.', 'input_proj.'), _MONODETR_DROPPED,
+        _MONODETR_LAYERS, _MONODETR_MODULES,
+        'MonoDETR (no DAB, box refinement, ResNet backbone)')

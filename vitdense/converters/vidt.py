@@ -112,7 +112,7 @@ def convert_epff(state_dict: Dict[str, torch.Tensor]
                  ) -> 'OrderedDict[str, torch.Tensor]':
     """An official ``FPNFusionModule`` state dict (``methods/vidt/
     fpn_fusion.py``: ViDT's ``cross_scale_fusion``, ViDT+'s EPFF) ->
-    :class:`~vitdense.models.layers.EPFF` keys. The coarsest block's
+    :class:`~vitdense.models.necks.EPFF` keys. The coarsest block's
     smoothing conv and lateral unit, which the official forward never
     calls, are dropped."""
     blocks = {

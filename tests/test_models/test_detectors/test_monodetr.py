@@ -10,9 +10,10 @@ import os.path as osp
 
 import pytest
 import torch
+from _mono3d import (TINY_TRANSFORMER, assert_groups_stay_apart,
+                     assert_loss_and_predict, assert_matches_official,
+                     assert_training_lowers_the_loss, build_model)
 from mmengine.registry import init_default_scope
-from test_monodino_detr import (OUTPUT_KEYS, PREPROCESSOR, assert_official,
-                                sample)
 
 FIXTURE = 'tests/data/monodetr/monodetr_tiny_official.pth'
 
@@ -40,23 +41,13 @@ def tiny_cfg(**overrides) -> dict:
             bias=True,
             norm_cfg=dict(type='GN', num_groups=32),
             num_outs=4),
-        num_classes=3,
-        embed_dims=64,
-        num_heads=8,
-        feedforward_channels=64,
-        num_queries=10,
-        num_groups=3,
-        data_preprocessor=PREPROCESSOR)
+        **TINY_TRANSFORMER)
     cfg.update(overrides)
     return cfg
 
 
 def build(**overrides):
-    init_default_scope('mmdet')
-    import vitdense.models  # noqa: F401
-    from vitdense.registry import MODELS
-    torch.manual_seed(0)
-    return MODELS.build(tiny_cfg(**overrides))
+    return build_model(tiny_cfg(**overrides))
 
 
 def official_state_dict(repo_root) -> dict:
@@ -70,31 +61,8 @@ def test_monodetr_matches_official_model(repo_root):
     the data samples, give the official outputs of every layer."""
     from vitdense.converters import convert_monodetr
     fixture = torch.load(osp.join(repo_root, FIXTURE), weights_only=True)
-    model = build()
-    state_dict = convert_monodetr(
-        {k: v.float() for k, v in fixture['state_dict'].items()})
-    model.load_state_dict(state_dict, strict=True)
-    model.eval()
-    with torch.no_grad():
-        assert_official(
-            model.forward_outputs(fixture['images'], fixture['calibs'],
-                                  fixture['img_sizes']), fixture)
-
-    samples = []
-    for calib, (width, height) in zip(fixture['calibs'],
-                                      fixture['img_sizes'].tolist()):
-        data_sample = sample(height=77, width=253, ori_shape=(height, width))
-        data_sample.set_metainfo(dict(ori_cam2img=calib.numpy()))
-        samples.append(data_sample)
-    bgr = [img.flip(0) for img in fixture['raw_images']]  # as cv2 reads
-    with torch.no_grad():
-        data = model.data_preprocessor(
-            dict(inputs=bgr, data_samples=samples), False)
-        torch.testing.assert_close(
-            data['inputs'], fixture['images'], atol=1e-6, rtol=0)
-        assert_official(
-            model(data['inputs'], data['data_samples'], mode='tensor'),
-            fixture)
+    assert_matches_official(
+        build(), fixture, convert_monodetr, height=77, width=253)
 
 
 def test_converter_maps_resnet_neck_and_refuses_other_layouts(repo_root):
@@ -182,26 +150,10 @@ def test_decoder_without_dab_needs_positional_queries():
 def test_training_runs_all_groups_eval_the_first():
     """Training decodes num_queries x num_groups queries, eval only the
     first group with the same result for it; groups never mix."""
-    model = build(dropout=0.0)
-    images = torch.randn(2, 3, 47, 75)
-    calibs = torch.tensor(sample().metainfo['ori_cam2img']).expand(2, 3, 4)
-    sizes = torch.tensor([[1242., 375.], [1242., 375.]])
-    with torch.no_grad():
-        model.train()
-        train_out = model.forward_outputs(images, calibs, sizes)
-        model.query_embedding.weight[20:] += 1.0
-        changed = model.forward_outputs(images, calibs, sizes)
-        model.eval()
-        eval_out = model.forward_outputs(images, calibs, sizes)
-    assert train_out['pred_logits'].shape == (2, 30, 3)
-    assert eval_out['pred_logits'].shape == (2, 10, 3)
+    eval_out = assert_groups_stay_apart(
+        build(dropout=0.0), dict(query_embedding=1.0))
     # 47x75 -> stride 16 of the ResNet: 3x5 depth map
     assert eval_out['pred_depth_map_logits'].shape == (2, 81, 3, 5)
-    for key in OUTPUT_KEYS:
-        torch.testing.assert_close(eval_out[key], train_out[key][:, :10])
-        torch.testing.assert_close(changed[key][:, :20],
-                                   train_out[key][:, :20])
-        assert (changed[key][:, 20:] - train_out[key][:, 20:]).abs().max() > 0
 
 
 def test_loss_and_predict_through_the_detector_interface():
@@ -210,57 +162,14 @@ def test_loss_and_predict_through_the_detector_interface():
     ``predict`` sets camera-frame ``pred_instances_3d`` in front of the
     camera."""
     model = build(criterion=dict(test_cfg=dict(score_thr=0.0, topk=5)))
-    model.init_weights()
-    model.train()
-    images = torch.randint(0, 256, (3, 61, 187), dtype=torch.uint8)
-    data = model.data_preprocessor(
-        dict(inputs=[images, images.flip(-1)],
-             data_samples=[sample(num_gt=2), sample(num_gt=0)]), True)
-    losses = model(**data, mode='loss')
-    assert {'loss_cls', 'loss_bbox', 'loss_depth', 'loss_depth_map',
-            'd0.loss_cls'} <= set(losses)
-    total = sum(v for k, v in losses.items() if 'loss' in k)
-    assert torch.isfinite(total)
-    total.backward()
-    assert model.decoder.layers[0].self_attn.attn.in_proj_weight.grad.abs(
-    ).sum() > 0
-    assert model.query_embedding.weight.grad[20:].abs().sum() > 0
+    pred = assert_loss_and_predict(model)
     assert model.reference_points.weight.grad.abs().sum() > 0
     assert model.backbone.layer4[0].conv1.weight.grad.abs().sum() > 0
     assert model.backbone.conv1.weight.grad is None
-
-    model.eval()
-    data = model.data_preprocessor(
-        dict(inputs=[images], data_samples=[sample()]), False)
-    with torch.no_grad():
-        results = model(**data, mode='predict')
-    pred = results[0].pred_instances_3d
-    assert pred.bboxes_3d.shape == (5, 7)
-    assert pred.scores_3d.shape == (5, ) and pred.labels_3d.shape == (5, )
     assert (pred.bboxes_3d[:, 2] > 0).all()
 
 
 def test_a_few_training_steps_lower_the_loss():
     """AdamW at the official lr on one batch, one image without objects:
     the total loss of all layers falls step by step."""
-    model = build(dropout=0.0)
-    model.init_weights()
-    model.train()
-    images = torch.randint(0, 256, (3, 61, 187), dtype=torch.uint8)
-    data = model.data_preprocessor(
-        dict(inputs=[images, images.flip(-1)],
-             data_samples=[sample(num_gt=2), sample(num_gt=0)]), True)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=2e-4,
-        weight_decay=1e-4)
-    totals = []
-    for _ in range(5):
-        losses = model(**data, mode='loss')
-        total = sum(v for k, v in losses.items() if 'loss' in k)
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        totals.append(total.item())
-    assert all(b < a for a, b in zip(totals, totals[1:])), totals
-    assert totals[-1] < 0.9 * totals[0], totals
+    assert_training_lowers_the_loss(build(dropout=0.0))

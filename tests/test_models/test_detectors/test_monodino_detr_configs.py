@@ -8,6 +8,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from _mono3d import training_totals
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
@@ -75,17 +76,8 @@ def tiny_model_and_losses(repo_root, tmp_path_factory):
     model = MODELS.build(cfg.model)
     model.init_weights()
     model.train()
-    data = model.data_preprocessor(batch, True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4,
-                                  weight_decay=1e-4)
-    totals = []
-    for _ in range(4):
-        losses = model(**data, mode='loss')
-        total = sum(v for k, v in losses.items() if 'loss' in k)
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        totals.append(total.item())
+    totals = training_totals(
+        model, model.data_preprocessor(batch, True), steps=4)
     return model, totals
 
 

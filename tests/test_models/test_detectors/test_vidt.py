@@ -4,96 +4,28 @@ converter, padding masks, zero-GT images and training.
 ``tests/data/vidt/vidt_tiny_official.pth`` comes from the official code at
 naver-ai/vidt@5207d04 (branch ``main``); its README gives the settings.
 """
-import copy
 import os.path as osp
 
 import pytest
 import torch
+from _vidt import (DATA, build, config_model, load_official, make_batch,
+                   preprocess_raw_images, tiny_cfg)
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 from torch import nn
 
-DATA = osp.join(
-    osp.dirname(osp.dirname(osp.dirname(__file__))), 'data', 'vidt')
 COCO_CONFIG = osp.join('configs', 'vidt', 'vidt_swin-t_8xb2-50e_coco.py')
 
 
 @pytest.fixture(scope='module')
 def official() -> dict:
-    data = torch.load(
-        osp.join(DATA, 'vidt_tiny_official.pth'), weights_only=True)
-    # stored in fp16, exactly: the official model ran on these fp32 values
-    data['state_dict'] = {
-        k: v.float() if v.is_floating_point() else v
-        for k, v in data['state_dict'].items()
-    }
-    return data
-
-
-def build(cfg: dict):
-    init_default_scope('mmdet')
-    import vitdense.models  # noqa: F401
-    from vitdense.registry import MODELS
-    model = MODELS.build(copy.deepcopy(cfg))
-    model.init_weights()
-    return model
+    return load_official('vidt_tiny_official.pth')
 
 
 def coco_config_model(repo_root: str, settings: dict):
-    """``vidt_swin-t_8xb2-50e_coco.py`` with only the sizes of the fixture
-    changed; data preprocessor, losses and everything else are the
-    config's."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(repo_root, COCO_CONFIG))
-    dims = settings['d_model']
-    embed = settings['embed_dim']
-    attn = dict(embed_dims=dims, num_heads=settings['nhead'])
-    cfg.merge_from_dict(dict(model=dict(
-        num_queries=settings['det_token_num'],
-        det_channels=embed * 8,
-        pos_channels=settings['pos_dim'],
-        backbone=dict(
-            arch=dict(
-                _delete_=True,  # replaces the base's arch='t'
-                embed_dims=embed,
-                depths=settings['depths'],
-                num_heads=settings['num_heads']),
-            window_size=settings['window_size'],
-            mlp_ratio=int(settings['mlp_ratio']),
-            drop_path_rate=0.0,
-            det_token_num=settings['det_token_num'],
-            pos_dims=settings['pos_dim'],
-            reduced_dims=settings['last_level_dims'],
-            cross_indices=tuple(settings['cross_indices']),
-            init_cfg=None),
-        neck=dict(in_channels=[embed * 2, embed * 4, embed * 8,
-                               settings['last_level_dims']],
-                  out_channels=dims),
-        decoder=dict(
-            num_layers=settings['dec_layers'],
-            layer_cfg=dict(
-                self_attn_cfg=attn,
-                cross_attn_cfg=dict(attn,
-                                    num_points=settings['dec_n_points']),
-                ffn_cfg=dict(embed_dims=dims, feedforward_channels=settings[
-                    'dim_feedforward']))),
-        bbox_head=dict(num_classes=settings['num_classes'],
-                       embed_dims=dims))))
-    return build(cfg.model.to_dict())
-
-
-def preprocess_raw_images(model, images: list) -> dict:
-    """RGB uint8 (3, H, W) images as the test pipeline hands them over (BGR,
-    no resize) through the model's own data preprocessor."""
-    from mmdet.structures import DetDataSample
-    samples = [
-        DetDataSample(metainfo=dict(
-            img_shape=tuple(img.shape[1:]), ori_shape=tuple(img.shape[1:]),
-            scale_factor=(1., 1.))) for img in images
-    ]
-    return model.data_preprocessor(
-        dict(inputs=[img.flip(0) for img in images], data_samples=samples),
-        False)
+    """``vidt_swin-t_8xb2-50e_coco.py`` at the fixture's size."""
+    return config_model(repo_root, COCO_CONFIG, settings,
+                        num_classes=settings['num_classes'])
 
 
 def assert_matches_official(cls_scores, bbox_preds, data) -> None:
@@ -265,26 +197,8 @@ def test_converter_tool_refuses_pickled_objects(official, tmp_path,
 
 
 # --------------------------------------------------------------------------
-# EPFF (ViDT+'s pyramid fusion; the official ViDT's cross_scale_fusion)
+# EPFF as ViDT's neck (the neck alone: tests/test_models/test_necks)
 # --------------------------------------------------------------------------
-def test_epff_matches_official():
-    """Three odd-sized maps through the official FPNFusionModule and the
-    converted, strictly loaded EPFF: the fused maps, coarse to fine."""
-    from vitdense.converters.vidt import convert_epff
-    from vitdense.models.layers import EPFF
-    data = torch.load(osp.join(DATA, 'epff_official.pth'), weights_only=True)
-    settings = data['settings']
-    neck = EPFF(settings['embed_dims'], out_channels=settings['fuse_dim'])
-    state_dict = {k: v.float() for k, v in data['state_dict'].items()}
-    neck.load_state_dict(convert_epff(state_dict), strict=True)
-    with torch.no_grad():
-        outs = neck([x.float() for x in data['inputs']])
-    assert [o.shape for o in outs] == [o.shape for o in data['outputs']]
-    assert outs[0].shape[-2:] == (4, 5)  # coarsest first, as the official
-    for out, expected in zip(outs, data['outputs']):
-        torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
-
-
 def test_detector_converter_maps_the_official_fusion_to_the_neck(official):
     from vitdense.converters.vidt import convert_vidt_detector
     fusion = torch.load(
@@ -436,100 +350,6 @@ def test_converter_maps_the_official_iou_branches(official, repo_root):
 # --------------------------------------------------------------------------
 # behaviour
 # --------------------------------------------------------------------------
-def tiny_cfg(**overrides) -> dict:
-    """A small ViDT for behaviour tests (Swin-RAM embed 16, 10 [DET]
-    tokens, width 64, 2 decoder layers, 5 classes)."""
-    dims, embed = 64, 16
-    attn = dict(embed_dims=dims, num_heads=8, dropout=0.0, batch_first=True)
-    cfg = dict(
-        type='ViDT',
-        num_queries=10,
-        with_box_refine=True,
-        num_feature_levels=4,
-        det_channels=embed * 8,
-        pos_channels=dims,
-        data_preprocessor=dict(
-            type='DetDataPreprocessor',
-            mean=[123.675, 116.28, 103.53],
-            std=[58.395, 57.12, 57.375],
-            bgr_to_rgb=True,
-            pad_size_divisor=1),
-        backbone=dict(
-            type='SwinRAM',
-            arch=dict(embed_dims=embed, depths=(2, 2, 2, 2),
-                      num_heads=(1, 2, 4, 8)),
-            window_size=7,
-            drop_path_rate=0.0,
-            det_token_num=10,
-            pos_dims=dims,
-            reduced_dims=dims),
-        neck=dict(
-            type='ChannelMapper',
-            in_channels=[embed * 2, embed * 4, embed * 8, dims],
-            kernel_size=1,
-            out_channels=dims,
-            act_cfg=None,
-            bias=True,
-            norm_cfg=dict(type='GN', num_groups=32),
-            num_outs=4),
-        decoder=dict(
-            num_layers=2,
-            return_intermediate=True,
-            layer_cfg=dict(
-                self_attn_cfg=attn,
-                cross_attn_cfg=dict(attn, num_levels=4),
-                ffn_cfg=dict(
-                    embed_dims=dims, feedforward_channels=128,
-                    ffn_drop=0.0)),
-            post_norm_cfg=None),
-        bbox_head=dict(
-            type='DeformableDETRHead',
-            num_classes=5,
-            embed_dims=dims,
-            sync_cls_avg_factor=True,
-            loss_cls=dict(
-                type='FocalLoss',
-                use_sigmoid=True,
-                gamma=2.0,
-                alpha=0.25,
-                loss_weight=2.0),
-            loss_bbox=dict(type='L1Loss', loss_weight=5.0),
-            loss_iou=dict(type='GIoULoss', loss_weight=2.0)),
-        train_cfg=dict(
-            assigner=dict(
-                type='HungarianAssigner',
-                match_costs=[
-                    dict(type='FocalLossCost', weight=2.0, eps=1e-8),
-                    dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-                    dict(type='IoUCost', iou_mode='giou', weight=2.0)
-                ])),
-        test_cfg=dict(max_per_img=10))
-    cfg.update(overrides)
-    return cfg
-
-
-def make_batch(model, sizes=((61, 75), (53, 47)), num_gts=(2, 3), seed=0):
-    """Random images of the given sizes with boxes, through the model's
-    data preprocessor (padded to the largest)."""
-    from mmdet.structures import DetDataSample
-    g = torch.Generator().manual_seed(seed)
-    images, samples = [], []
-    for (h, w), n in zip(sizes, num_gts):
-        images.append(torch.randint(0, 256, (3, h, w), generator=g,
-                                    dtype=torch.uint8))
-        sample = DetDataSample(metainfo=dict(
-            img_shape=(h, w), ori_shape=(h, w), scale_factor=(1., 1.)))
-        xy = torch.rand(n, 2, generator=g) * torch.tensor([w, h]) * 0.6
-        wh = torch.rand(n, 2, generator=g) * torch.tensor([w, h]) * 0.3 + 4
-        sample.gt_instances = InstanceData(
-            bboxes=torch.cat([xy, xy + wh], -1),
-            labels=torch.randint(0, 5, (n, ), generator=g))
-        samples.append(sample)
-    batch = model.data_preprocessor(
-        dict(inputs=images, data_samples=samples), True)
-    return batch['inputs'], batch['data_samples']
-
-
 def test_every_prediction_layer_is_supervised():
     """The backbone's [DET] tokens are prediction layer 0 and every decoder
     layer another: losses d0..d{L-1} plus the last, all finite."""

@@ -6,18 +6,14 @@ ladder); official end-to-end parity, the converter and the masks error.
 at naver-ai/vidt@a8c48b5 (branch ``vidt-plus``); ``plus_README.md`` gives
 the settings.
 """
-import copy
 import os.path as osp
 
 import pytest
 import torch
+from _vidt import (build, config_model, load_official, make_batch,
+                   preprocess_raw_images, tiny_cfg)
 from mmdet.structures.mask import BitmapMasks
 from mmengine.structures import InstanceData
-
-from test_vidt import build, make_batch, tiny_cfg
-
-DATA = osp.join(
-    osp.dirname(osp.dirname(osp.dirname(__file__))), 'data', 'vidt')
 
 
 def plus_cfg(vectors=True, token_label=True, epff=True, iou_aware=True,
@@ -202,55 +198,17 @@ PLUS_CONFIG = osp.join('configs', 'vidt', 'vidt-plus_swin-t_8xb2-50e_coco.py')
 
 @pytest.fixture(scope='module')
 def official() -> dict:
-    data = torch.load(
-        osp.join(DATA, 'vidtplus_tiny_official.pth'), weights_only=True)
-    # stored in fp16, exactly: the official model ran on these fp32 values
-    data['state_dict'] = {
-        k: v.float() if v.is_floating_point() else v
-        for k, v in data['state_dict'].items()
-    }
-    return data
+    return load_official('vidtplus_tiny_official.pth')
 
 
 def plus_config_model(repo_root: str, settings: dict):
-    """``vidt-plus_swin-t_8xb2-50e_coco.py`` with only the fixture's sizes
-    changed (the official 11-way heads hold class ids 1..10, as COCO's 91
-    hold the 80 category ids)."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(repo_root, PLUS_CONFIG))
-    dims, embed = settings['d_model'], settings['embed_dim']
-    attn = dict(embed_dims=dims, num_heads=settings['nhead'])
-    last = settings['last_level_dims']
-    cfg.merge_from_dict(dict(model=dict(
-        num_queries=settings['det_token_num'],
-        det_channels=embed * 8,
-        pos_channels=settings['pos_dim'],
-        backbone=dict(
-            arch=dict(_delete_=True, embed_dims=embed,
-                      depths=settings['depths'],
-                      num_heads=settings['num_heads']),
-            window_size=settings['window_size'],
-            mlp_ratio=int(settings['mlp_ratio']),
-            drop_path_rate=0.0,
-            det_token_num=settings['det_token_num'],
-            pos_dims=settings['pos_dim'],
-            reduced_dims=last,
-            cross_indices=tuple(settings['cross_indices']),
-            init_cfg=None),
-        neck=dict(in_channels=[embed * 2, embed * 4, embed * 8, last],
-                  out_channels=dims),
-        decoder=dict(
-            num_layers=settings['dec_layers'],
-            layer_cfg=dict(
-                self_attn_cfg=attn,
-                cross_attn_cfg=dict(attn,
-                                    num_points=settings['dec_n_points']),
-                ffn_cfg=dict(embed_dims=dims, feedforward_channels=settings[
-                    'dim_feedforward']))),
-        bbox_head=dict(num_classes=settings['num_classes'] - 1,
-                       embed_dims=dims,
-                       vector_hidden_dims=settings['vector_hidden_dim']))))
-    return build(cfg.model.to_dict())
+    """``vidt-plus_swin-t_8xb2-50e_coco.py`` at the fixture's size (the
+    official 11-way heads hold class ids 1..10, as COCO's 91 hold the 80
+    category ids)."""
+    return config_model(
+        repo_root, PLUS_CONFIG, settings,
+        num_classes=settings['num_classes'] - 1,
+        vector_hidden_dims=settings['vector_hidden_dim'])
 
 
 def test_vidt_plus_matches_official_model(official, repo_root):
@@ -260,8 +218,6 @@ def test_vidt_plus_matches_official_model(official, repo_root):
     preprocessor give the official class logits, boxes, mask vectors and
     IoU logits of every prediction layer, the official token logits, and
     the official pasted masks."""
-    from test_vidt import preprocess_raw_images
-
     from vitdense.converters.vidt import convert_vidt
     data, settings = official, official['settings']
     classes = torch.arange(1, settings['num_classes'])

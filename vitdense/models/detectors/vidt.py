@@ -32,7 +32,7 @@ Official checkpoints are converted by :mod:`vitdense.converters.vidt`.
 
 ViDT+ (arXiv:2204.07962; official branch ``vidt-plus`` a8c48b5) is this
 detector with independent switches, the paper's ablation ladder: ``neck``
-:class:`~vitdense.models.layers.EPFF`; ``bbox_head`` ``ViDTHead`` with
+:class:`~vitdense.models.necks.EPFF`; ``bbox_head`` ``ViDTHead`` with
 ``loss_iou_aware`` and/or ``with_mask_vectors`` (UQR); and
 ``token_label_head`` (token labeling: per-token class logits on the
 decoder memory, training only, with
@@ -82,7 +82,7 @@ class ViDT(VitdenseMSDAMixin, DetectionTransformer):
         neck (dict): projection of the feature maps to ``embed_dims``
             (``ChannelMapper`` with 1x1 conv + GN and ``bias=True`` for the
             official ``input_proj``, or ViDT+'s
-            :class:`~vitdense.models.layers.EPFF`).
+            :class:`~vitdense.models.necks.EPFF`).
         decoder (dict): ``DeformableDetrTransformerDecoder`` arguments.
         bbox_head (dict): ``DeformableDETRHead`` (or
             :class:`~vitdense.models.dense_heads.ViDTHead`, with ViDT+'s

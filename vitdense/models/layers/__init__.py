@@ -9,5 +9,4 @@ from .monodino_detr_layers import (  # noqa: F401
     HierarchicalFeatureFusion, MonoDETRDepthPredictor)
 from .relation_detr_layers import (  # noqa: F401
     RelationDetrTransformerDecoder, RelationDetrTransformerEncoder)
-from .vidt_layers import EPFF  # noqa: F401
 from .vidt_plus_layers import TokenLabelHead  # noqa: F401

@@ -1,0 +1,1 @@
+from .epff import EPFF  # noqa: F401
