@@ -1,6 +1,7 @@
 """demo/image_demo.py writes pictures and JSON predictions equal to
-tools/test.py's; demo/web_demo.py answers an uploaded image with a picture
-and a table through gradio's client."""
+tools/test.py's, and a drawn video with per-frame predictions equal to the
+inferencer's on the frames; demo/web_demo.py answers an uploaded image with
+a picture and a table through gradio's client."""
 import glob
 import json
 import os.path as osp
@@ -59,6 +60,65 @@ def test_image_demo_names_a_missing_file(det_run, tmp_path):
     result = run_tool(['demo/image_demo.py', missing, det_run['config'],
                        '--weights', missing + '.pth'], check=False)
     assert 'error: input not found' in result.stderr
+
+
+def test_image_demo_predicts_every_frame_of_a_video(det_run,
+                                                    coco_shapes_root,
+                                                    tmp_path, repo_root):
+    from vitdense.apis import init_inferencer
+    video = str(tmp_path / 'clip.mp4')
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*'mp4v'), 5,
+                             (128, 128))
+    for path in sorted(glob.glob(osp.join(coco_shapes_root, 'val',
+                                          '*.jpg')))[:5]:
+        writer.write(cv2.imread(path))
+    writer.release()
+    reader, frames = cv2.VideoCapture(video), []
+    while True:
+        ok, frame = reader.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 5
+    out_dir = str(tmp_path / 'out')
+    result = run_tool(['demo/image_demo.py', video, det_run['config'],
+                       '--weights', det_run['checkpoint'], '--device', 'cpu',
+                       '--out-dir', out_dir, '--batch-size', '2',
+                       '--pred-score-thr', '0.01'])
+    assert 'Inference' in result.stdout + result.stderr  # progress bar
+    drawn = cv2.VideoCapture(osp.join(out_dir, 'vis', 'clip.mp4'))
+    assert (drawn.get(cv2.CAP_PROP_FPS), drawn.get(cv2.CAP_PROP_FRAME_WIDTH),
+            drawn.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (5, 128, 128)
+    count = 0
+    while drawn.read()[0]:
+        count += 1
+    assert count == 5
+    names = sorted(glob.glob(osp.join(out_dir, 'preds', '*.json')))
+    assert [osp.basename(n) for n in names] == [
+        f'clip_{i:06d}.json' for i in range(5)]
+    inferencer = init_inferencer(osp.join(repo_root, det_run['config']),
+                                 det_run['checkpoint'], device='cpu',
+                                 show_progress=False)
+    wants = inferencer(frames)['predictions']
+    for name, want in zip(names, wants):
+        with open(name) as f:
+            got = json.load(f)
+        assert len(got['scores']) == len(want['scores']) == 100
+        np.testing.assert_allclose(got['scores'], want['scores'], rtol=0,
+                                   atol=1e-6)
+        np.testing.assert_allclose(got['bboxes'], want['bboxes'], rtol=0,
+                                   atol=1e-4)
+        assert got['labels'] == want['labels']
+
+
+def test_image_demo_names_an_unreadable_video(det_run, tmp_path):
+    video = tmp_path / 'broken.avi'
+    video.write_bytes(b'not a video')
+    result = run_tool(['demo/image_demo.py', str(video), det_run['config'],
+                       '--weights', det_run['checkpoint'], '--device', 'cpu',
+                       '--out-dir', str(tmp_path / 'out')], check=False)
+    assert result.returncode != 0
+    assert f'error: cannot read the video {video}' in result.stderr
 
 
 def test_image_demo_segmentation_writes_pictures_and_label_maps(

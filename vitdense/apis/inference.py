@@ -17,17 +17,29 @@ the subclasses here do and nothing else:
   :mod:`vitdense.utils.checkpoint`, which importing vitdense installs as
   mmengine's loader for every scheme) and refused when its weights do not
   fit the model (mmengine loads non-strictly and only warns).
+
+Two more gaps are closed where they show: without a checkpoint the classes
+are the config's test dataset's (mmdet falls back to COCO's 80, mmseg to
+Cityscapes' 19, which name a tiny model's labels wrongly and set the wrong
+void label of a panoptic map); and mmdet's panoptic predictions are written
+without panopticapi (:meth:`VitdenseDetInferencer.pred2dict`).
 """
 import os.path as osp
 import re
-from typing import Optional, Union
+from typing import Dict, Optional, Union
 
+import mmcv
+import mmengine
 from mmdet.apis import DetInferencer
+from mmdet.evaluation import INSTANCE_OFFSET
+from mmdet.structures import DetDataSample
 from mmengine.config import Config
+from mmengine.registry import DATASETS
 from mmseg.apis import MMSegInferencer
 
 from vitdense.engine.hooks import CheckpointMismatchError
 from vitdense.engine.hooks.checkpoint_check_hook import state_dict_mismatch
+from vitdense.evaluation.functional.panoptic import VOID, id2rgb
 from vitdense.utils import register_all_modules
 
 __all__ = ['VitdenseDetInferencer', 'VitdenseSegInferencer',
@@ -55,10 +67,56 @@ class _VitdenseInferencer:
                     f'the checkpoint does not fit the config\'s model: '
                     f'{problem}')
         super()._load_weights_to_model(model, checkpoint, cfg)
+        if checkpoint is None:
+            dataset = dict(cfg.test_dataloader.dataset, lazy_init=True)
+            metainfo = DATASETS.build(dataset).metainfo
+            meta = {key: metainfo[key] for key in ('classes', 'palette')
+                    if key in metainfo}
+            if getattr(self, 'palette', 'none') != 'none':
+                meta['palette'] = self.palette  # mmdet's palette argument
+            model.dataset_meta.update(meta)
 
 
 class VitdenseDetInferencer(_VitdenseInferencer, DetInferencer):
     """:class:`mmdet.apis.DetInferencer` for vitdense detection configs."""
+
+    def pred2dict(self, data_sample: DetDataSample,
+                  pred_out_dir: str = '') -> Dict:
+        """mmdet's prediction dict, with the panoptic map written as mmdet
+        writes it but through vitdense's ``VOID``/``id2rgb``
+        (:mod:`vitdense.evaluation.functional.panoptic`): mmdet 3.3 imports
+        them from panopticapi, which does not install with numpy 2, and
+        raises for every ``pred_panoptic_seg`` without it.
+
+        The map's ids ``label + instance * INSTANCE_OFFSET`` become PNG
+        colours (``rgb2id`` reads them back), the void label
+        (``len(classes)``) becomes ``VOID``: ``preds/<image>_panoptic_seg.png``
+        named by ``panoptic_seg_path`` with ``pred_out_dir``, else the RGB
+        array ``panoptic_seg``.
+        """
+        if 'pred_panoptic_seg' not in data_sample:
+            return super().pred2dict(data_sample, pred_out_dir)
+        count = self.num_predicted_imgs  # mmdet's name of a path-less image
+        panoptic = data_sample.pred_panoptic_seg
+        del data_sample.pred_panoptic_seg
+        try:
+            result = super().pred2dict(data_sample, pred_out_dir)
+        finally:
+            data_sample.pred_panoptic_seg = panoptic
+        pan = panoptic.sem_seg.cpu().numpy()[0].copy()
+        pan[pan % INSTANCE_OFFSET == len(
+            self.model.dataset_meta['classes'])] = VOID
+        pan = id2rgb(pan)
+        if not pred_out_dir:
+            result['panoptic_seg'] = pan
+            return result
+        name = (osp.splitext(osp.basename(data_sample.img_path))[0]
+                if 'img_path' in data_sample else str(count))
+        result['panoptic_seg_path'] = osp.join(pred_out_dir, 'preds',
+                                               f'{name}_panoptic_seg.png')
+        mmcv.imwrite(pan[..., ::-1], result['panoptic_seg_path'])
+        mmengine.dump(result, osp.join(pred_out_dir, 'preds', f'{name}.json'))
+        return result
 
 
 class VitdenseSegInferencer(_VitdenseInferencer, MMSegInferencer):
@@ -97,8 +155,9 @@ def init_inferencer(config: Union[str, Config],
         raise FileNotFoundError(f'checkpoint not found: {weights}')
     if 'Kitti' in str(config.get('visualizer', {}).get('type', '')):
         raise NotImplementedError(
-            'monocular 3D (KITTI) configs have no mmdet/mmseg inferencer; '
-            'draw their predictions with tools/test.py --show-dir')
+            'monocular 3D (KITTI) configs have no mmdet/mmseg inferencer '
+            '(each image needs its camera calibration); draw their '
+            'predictions with tools/test.py --show-dir')
     scope = config.get('default_scope')
     inferencers = {'mmdet': VitdenseDetInferencer,
                    'mmseg': VitdenseSegInferencer}

@@ -39,7 +39,11 @@ def multi_scale_deformable_attn_pytorch(value: Tensor,
                                         attention_weights: Tensor) -> Tensor:
     """Pure-PyTorch MSDA: the reference for tests and ONNX export.
 
-    Same signature and result as mmcv's function of the same name.
+    Same signature and result as mmcv's function of the same name. The
+    levels are cut out of ``value`` and reshaped with sizes read from
+    ``value_spatial_shapes`` as tensors (mmcv converts them to Python ints),
+    so a trace (``torch.onnx.export``) records them as computed from the
+    input and one graph serves every input size.
 
     Args:
         value (Tensor): (bs, num_keys, num_heads, head_dims).
@@ -54,14 +58,15 @@ def multi_scale_deformable_attn_pytorch(value: Tensor,
     """
     bs, _, num_heads, head_dims = value.shape
     _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
-    shapes = [(int(h), int(w)) for h, w in value_spatial_shapes]
-    levels = value.split([h * w for h, w in shapes], dim=1)
     grids = 2 * sampling_locations - 1  # grid_sample wants [-1, 1]
     sampled = []
-    for level, (h, w) in enumerate(shapes):
+    start = 0
+    for level in range(num_levels):
+        h, w = value_spatial_shapes[level, 0], value_spatial_shapes[level, 1]
         # (bs, h*w, heads, dims) -> (bs*heads, dims, h, w)
-        value_l = levels[level].permute(0, 2, 3, 1).reshape(
+        value_l = value[:, start:start + h * w].permute(0, 2, 3, 1).reshape(
             bs * num_heads, head_dims, h, w)
+        start = start + h * w
         # (bs, queries, heads, points, 2) -> (bs*heads, queries, points, 2)
         grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
         sampled.append(
