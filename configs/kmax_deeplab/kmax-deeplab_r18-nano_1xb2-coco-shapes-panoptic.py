@@ -52,7 +52,8 @@ model = dict(
 
 # draws all-void panoptic predictions too (mmdet's raises on them)
 visualizer = dict(type='PanopticDetLocalVisualizer')
-max_iters = 1000
+# 2600 iterations: 9.6 minutes on 2 CPU cores (0.23 s each, measured alone)
+max_iters = 2600
 train_dataloader = dict(
     batch_size=2, sampler=dict(type='InfiniteSampler', shuffle=True))
 train_cfg = dict(

@@ -45,7 +45,8 @@ model = dict(
     criterion=dict(insdis_sample_k=1024, aux_semantic_sample_k=1024),
     test_cfg=dict(panoptic_on=False, semantic_on=True))
 
-max_iters = 200
+# 2000 iterations: 3.7 minutes on 2 CPU cores (0.10 s each, measured alone)
+max_iters = 2000
 train_cfg = dict(
     type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(
