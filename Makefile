@@ -6,6 +6,8 @@ CSRC := $(shell find vitdense/ops/csrc -type f 2>/dev/null)
 DEMO_CONFIG ?= configs/relation_detr/relation-detr_swin-nano_1xb8-shapes.py
 DEMO_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
+# pytest-xdist workers (one per core); a test file stays on one worker
+TEST_WORKERS ?= auto
 
 .PHONY: setup data demo test clean
 
@@ -27,7 +29,7 @@ demo: data
 	@echo "Prediction pictures: $(DEMO_DIR)/predictions"
 
 test: setup
-	@$(PY) -m pytest tests $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
 clean:

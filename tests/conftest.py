@@ -42,4 +42,8 @@ def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'slow: end-to-end tool runs (run by default; deselect '
         'with -m "not slow")')
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        # `make test` runs a pytest-xdist worker per core: one thread each
+        # fills the cores without OpenMP pools spinning against each other
+        os.environ['OMP_NUM_THREADS'] = '1'
     os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
