@@ -79,8 +79,11 @@ def trigger_visualization_hook(cfg, args):
         hook['wait_time'] = args.wait_time
     if args.show_dir:
         if 'Seg' in str(hook.get('type', '')):
-            # mmseg's hook saves through the visualizer's save_dir.
+            # mmseg's hook saves through the visualizer's save_dir, and in
+            # testing too only every `interval` (50) images: draw them all,
+            # as mmdet's does.
             cfg.visualizer['save_dir'] = args.show_dir
+            hook['interval'] = 1
         else:
             hook['test_out_dir'] = args.show_dir
     return cfg

@@ -1,6 +1,7 @@
 """Every shipped tiny config trains 2 iterations with tools/train.py and is
-tested with tools/test.py on the checkpoint; huge learning rates stop with
-vitdense's divergence message and leave no non-finite checkpoint."""
+tested with tools/test.py on the checkpoint, drawing its predictions
+(``--show-dir``); huge learning rates stop with vitdense's divergence
+message and leave no non-finite checkpoint."""
 import glob
 import os.path as osp
 import subprocess
@@ -109,7 +110,8 @@ def test_tiny_configs_are_found():
 def _train_and_test(config: str, train_options: list, test_options: list,
                     work_dir: str) -> str:
     """tools/train.py for 2 iterations, then tools/test.py on its
-    checkpoint; returns test.py's output."""
+    checkpoint with ``--show-dir``; returns test.py's output and the
+    pictures it drew."""
     env = dict(tool_env(), OMP_NUM_THREADS='1')
 
     def run(args):
@@ -129,10 +131,17 @@ def _train_and_test(config: str, train_options: list, test_options: list,
         train_options)
     checkpoints = glob.glob(osp.join(train_dir, '*.pth'))
     assert len(checkpoints) == 1, checkpoints
-    return run([
+    show_dir = osp.join(work_dir, 'pictures')
+    log = run([
         'tools/test.py', config, checkpoints[0], '--work-dir',
-        osp.join(work_dir, 'test'), '--cfg-options'
+        osp.join(work_dir, 'test'), '--show-dir', show_dir, '--cfg-options'
     ] + test_options)
+    pictures = [
+        path for path in glob.glob(osp.join(show_dir, '**', '*'),
+                                   recursive=True)
+        if path.endswith(('.jpg', '.png'))
+    ]
+    return log, pictures
 
 
 @pytest.fixture(scope='module')
@@ -164,7 +173,8 @@ def tiny_runs(request, coco_shapes_root, ade20k_shapes_root,
 @pytest.mark.slow
 @pytest.mark.parametrize('config', TINY_CONFIGS)
 def test_tiny_config_trains_and_tests(config, tiny_runs):
-    log = tiny_runs[config].result()
+    log, pictures = tiny_runs[config].result()
+    assert pictures, f'--show-dir drew nothing:\n{log[-3000:]}'
     cfg = Config.fromfile(osp.join(REPO_ROOT, config))
     metric = ('mIoU:' if _is_segmentation(cfg) else
               'kitti/Car_3D_moderate_R40:' if _is_kitti(cfg) else
