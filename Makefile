@@ -19,6 +19,7 @@ $(STAMP): tools/install.sh setup.py $(wildcard requirements/*.txt) $(CSRC)
 
 data: setup
 	$(PY) tools/dataset_converters/make_synthetic.py coco data/coco_shapes
+	$(PY) tools/dataset_converters/make_synthetic.py imagenet data/imagenet_shapes
 
 # A finished demo run is kept: remove $(DEMO_DIR) to train again.
 demo: data

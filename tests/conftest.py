@@ -30,6 +30,13 @@ def ade20k_shapes_root(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope='session')
+def imagenet_shapes_root(tmp_path_factory) -> str:
+    from vitdense.datasets.synthetic import make_imagenet_shapes
+    root = str(tmp_path_factory.mktemp('imagenet_shapes'))
+    return make_imagenet_shapes(root, num_train=20, num_val=10, seed=1)
+
+
+@pytest.fixture(scope='session')
 def kitti_shapes_root(tmp_path_factory) -> str:
     from vitdense.datasets.synthetic import make_kitti_shapes
     root = str(tmp_path_factory.mktemp('kitti_shapes'))

@@ -194,8 +194,14 @@ def test_tiny_configs_cover_every_task():
 
 @pytest.mark.parametrize('config', TINY_CONFIGS)
 def test_tiny_config_predicts_and_draws_without_weights(config, repo_root,
-                                                        image):
+                                                        image, request):
     cfg = Config.fromfile(osp.join(repo_root, config))
+    if cfg.model.type == 'UniPerceiverV2':
+        # its class names and BPE vocabulary live with the embedded data
+        root = request.getfixturevalue('imagenet_shapes_root')
+        cfg.model.text_encoder.tokenizer = osp.join(root, 'meta', 'bpe')
+        cfg.model.task_classes.classification = osp.join(
+            root, 'meta', 'classes.txt')
     task = _task(cfg)
     if task == 'mono3d':  # needs a camera matrix per image
         with pytest.raises(NotImplementedError, match='tools/test.py'):

@@ -63,17 +63,47 @@ def _kitti_data_options(kitti_root: str) -> list:
     ]
 
 
+def _is_multi_task(cfg: Config) -> bool:
+    return cfg.train_cfg.get('type') == 'UnmixedTrainLoop'
+
+
+def _multi_task_data_options(cfg: Config, coco_root: str,
+                             imagenet_root: str) -> list:
+    """A Uni-Perceiver v2 config: COCO shapes for detection, ImageNet-format
+    shapes (with the class-name file and BPE vocabulary) for
+    classification."""
+    root = imagenet_root.rstrip('/') + '/'
+    options = data_options(coco_root) + [
+        f'model.task_classes.classification={root}meta/classes.txt',
+        f'model.text_encoder.tokenizer={root}meta/bpe'
+    ] + [
+        f'{loop}.extra_tasks.classification.dataloader.dataset.data_root='
+        f'{root}' for loop in ('val_cfg', 'test_cfg')
+    ]
+    if cfg.train_cfg.primary_task == 'classification':
+        options[0] = f'train_dataloader.dataset.data_root={root}'
+    if 'classification' in cfg.train_cfg.extra_dataloaders:
+        extra = 'train_cfg.extra_dataloaders.classification'
+        options += [
+            f'{extra}.dataset.data_root={root}', f'{extra}.batch_size=2'
+        ]
+    return options
+
+
 def _options(config: str,
              coco_root: str,
              ade_root: str,
              train: bool,
-             kitti_root: str = '') -> list:
+             kitti_root: str = '',
+             imagenet_root: str = '') -> list:
     """Data at the session fixtures, batch 2 in the main process; for
     ``train`` 2 iterations (or 1 epoch), no validation (mmengine validates
     at the last iteration whatever ``val_interval``) and a checkpoint at the
     end."""
     cfg = Config.fromfile(osp.join(REPO_ROOT, config))
-    if _is_segmentation(cfg):
+    if _is_multi_task(cfg):
+        options = _multi_task_data_options(cfg, coco_root, imagenet_root)
+    elif _is_segmentation(cfg):
         options = _seg_data_options(ade_root)
     elif _is_kitti(cfg):
         options = _kitti_data_options(kitti_root)
@@ -146,7 +176,7 @@ def _train_and_test(config: str, train_options: list, test_options: list,
 
 @pytest.fixture(scope='module')
 def tiny_runs(request, coco_shapes_root, ade20k_shapes_root,
-              kitti_shapes_root, tmp_path_factory):
+              kitti_shapes_root, imagenet_shapes_root, tmp_path_factory):
     """Starts train + test of every selected tiny config, two at a time with
     one thread each (start-up, most of a run, is single-threaded): a config's
     future, by config. Configs are read here: mmengine's ``Config`` is not
@@ -161,9 +191,9 @@ def tiny_runs(request, coco_shapes_root, ade20k_shapes_root,
         pool.submit(
             _train_and_test, config,
             _options(config, coco_shapes_root, ade20k_shapes_root, True,
-                     kitti_shapes_root),
+                     kitti_shapes_root, imagenet_shapes_root),
             _options(config, coco_shapes_root, ade20k_shapes_root, False,
-                     kitti_shapes_root),
+                     kitti_shapes_root, imagenet_shapes_root),
             str(tmp_path_factory.mktemp('tiny')))
         for config in selected
     }
@@ -181,6 +211,10 @@ def test_tiny_config_trains_and_tests(config, tiny_runs):
               'coco_panoptic/PQ:' if _is_panoptic(cfg) else
               'coco/bbox_mAP:')
     assert metric in log, log[-3000:]
+    if _is_multi_task(cfg):
+        # one checkpoint, every task's metric
+        assert 'coco/segm_mAP:' in log and 'accuracy/top1:' in log, \
+            log[-3000:]
 
 
 def _assert_no_non_finite_checkpoint(work_dir: str) -> None:

@@ -3,6 +3,12 @@
     python tools/dataset_converters/make_synthetic.py coco   data/coco_shapes
     python tools/dataset_converters/make_synthetic.py ade20k data/ade20k_shapes
     python tools/dataset_converters/make_synthetic.py kitti  data/kitti_shapes
+    python tools/dataset_converters/make_synthetic.py imagenet \
+        data/imagenet_shapes
+
+``imagenet`` writes single-shape classification images in ImageNet's folder
+layout with ``meta/{train,val,classes}.txt`` and the BPE vocabulary of the
+tiny text encoder in ``meta/bpe/`` (``vocab.json``, ``merges.txt``).
 
 ``--num-train``/``--num-val`` set the size of any kind, e.g. a few hundred
 KITTI frames: ``kitti data/kitti_400 --num-train 300 --num-val 100``;
@@ -20,10 +26,12 @@ import sys
 import time
 
 from vitdense.datasets.synthetic import (dataset_state, make_ade20k_shapes,
-                                         make_coco_shapes, make_kitti_shapes)
+                                         make_coco_shapes,
+                                         make_imagenet_shapes,
+                                         make_kitti_shapes)
 
 MAKERS = {'coco': make_coco_shapes, 'ade20k': make_ade20k_shapes,
-          'kitti': make_kitti_shapes}
+          'kitti': make_kitti_shapes, 'imagenet': make_imagenet_shapes}
 
 
 def parse_args():

@@ -1,14 +1,16 @@
-"""Small datasets written in the exact on-disk formats of COCO, ADE20K and KITTI.
+"""Small datasets in the on-disk formats of COCO, ADE20K, KITTI and ImageNet.
 
 No real dataset can be downloaded where vitdense is developed and tested, so
 these generators produce tens of images that the *real* loaders read
 unchanged (mmdet ``CocoDataset``/``CocoPanopticDataset``, mmseg
-``ADE20KDataset``, vitdense ``KittiMonoDataset``). Pointing a config at real
-data is a change of ``data_root`` only. Everything is deterministic given the
-seed. A generator writes a ``.vitdense-synthetic`` marker into its folder
-before anything else and a ``.complete`` file last, so an interrupted run is
-regenerated rather than half-read; a non-empty folder without the marker is
-never written into or deleted (it may be a user's real dataset).
+``ADE20KDataset``, vitdense ``KittiMonoDataset`` and
+``ImageNetFolderDataset``, which reads mmpretrain's ImageNet layout).
+Pointing a config at real data is a change of ``data_root`` only.
+Everything is deterministic given the seed. A generator writes a
+``.vitdense-synthetic`` marker into its folder before anything else and a
+``.complete`` file last, so an interrupted run is regenerated rather than
+half-read; a non-empty folder without the marker is never written into or
+deleted (it may be a user's real dataset).
 """
 import json
 import math
@@ -25,8 +27,10 @@ from vitdense.structures import box3d_corners, project_to_image
 
 __all__ = [
     'COCO_SHAPES_CLASSES', 'ADE20K_SHAPES_LABELS', 'KITTI_P2',
+    'IMAGENET_SHAPES_CLASSES', 'BPE_SPECIAL_TOKENS', 'BPE_PROMPTS',
     'make_coco_shapes', 'make_ade20k_shapes', 'make_kitti_shapes',
-    'ensure_dataset', 'dataset_state'
+    'make_imagenet_shapes', 'write_shapes_bpe', 'ensure_dataset',
+    'dataset_state'
 ]
 
 #: COCO-format "shapes": thing classes (ids as in the json) and stuff classes.
@@ -35,6 +39,15 @@ COCO_SHAPES_CLASSES = ({'id': 1, 'name': 'circle', 'isthing': 1},
                        {'id': 3, 'name': 'triangle', 'isthing': 1},
                        {'id': 4, 'name': 'sky', 'isthing': 0},
                        {'id': 5, 'name': 'ground', 'isthing': 0})
+#: Classes of the ImageNet-format set, in label order; the first three are
+#: COCO shapes' things, drawn the same way (:func:`_shape_mask`).
+IMAGENET_SHAPES_CLASSES = ('circle', 'square', 'triangle', 'ellipse', 'star',
+                           'cross', 'diamond', 'ring', 'crescent', 'arrow')
+#: Special tokens of the BPE vocabulary, ids 0..4 as in roberta-base.
+BPE_SPECIAL_TOKENS = ('<s>', '<pad>', '</s>', '<unk>', '<mask>')
+#: Prompt templates the BPE vocabulary is trained on (with every class name).
+BPE_PROMPTS = ('a photo of a {}.', 'a picture of a {}.', 'an image of a {}.',
+               'a {} shape.', 'this is a {}.', 'there is a {} in the image.')
 #: ADE20K label values used (real ADE20K indices; 0 = "other", ignored).
 ADE20K_SHAPES_LABELS = {'wall': 1, 'building': 2, 'sky': 3, 'floor': 4,
                         'tree': 5}
@@ -82,11 +95,11 @@ def _claim_root(root: str, kind: str) -> None:
 
 
 def ensure_dataset(kind: str, root: str, **kwargs) -> str:
-    """Create dataset ``kind`` ('coco', 'ade20k', 'kitti') at ``root`` unless
-    a complete copy is already there; return ``root``. A foreign non-empty
-    ``root`` raises ``FileExistsError``."""
+    """Create dataset ``kind`` ('coco', 'ade20k', 'kitti', 'imagenet') at
+    ``root`` unless a complete copy is already there; return ``root``. A
+    foreign non-empty ``root`` raises ``FileExistsError``."""
     makers = {'coco': make_coco_shapes, 'ade20k': make_ade20k_shapes,
-              'kitti': make_kitti_shapes}
+              'kitti': make_kitti_shapes, 'imagenet': make_imagenet_shapes}
     if kind not in makers:
         raise ValueError(f'kind must be one of {sorted(makers)}, got {kind!r}')
     if dataset_state(root) != 'complete':
@@ -107,18 +120,60 @@ def _background(rng: np.random.Generator, height: int, width: int,
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def _star(points: int, outer: float, inner: float) -> np.ndarray:
+    """Vertices of a star, alternating ``outer`` and ``inner`` radii."""
+    angles = np.arange(2 * points) * np.pi / points
+    radius = np.where(np.arange(2 * points) % 2 == 0, outer, inner)
+    return np.stack([radius * np.cos(angles), radius * np.sin(angles)], 1)
+
+
+#: Outlines of the polygon shapes of :data:`IMAGENET_SHAPES_CLASSES` after
+#: the first three, in units of ``size / 2`` (unrotated, centred at 0).
+_OUTLINES = {
+    5: _star(5, 1.2, 0.5),  # star
+    6: np.array([(1, -0.35), (1, 0.35), (0.35, 0.35), (0.35, 1),
+                 (-0.35, 1), (-0.35, 0.35), (-1, 0.35), (-1, -0.35),
+                 (-0.35, -0.35), (-0.35, -1), (0.35, -1),
+                 (0.35, -0.35)]),  # cross
+    7: np.array([(1.15, 0.0), (0.0, 0.6), (-1.15, 0.0),
+                 (0.0, -0.6)]),  # diamond (rhombus)
+    10: np.array([(-1, -0.25), (0.15, -0.25), (0.15, -0.7), (1.1, 0),
+                  (0.15, 0.7), (0.15, 0.25), (-1, 0.25)]),  # arrow
+}
+
+
 def _shape_mask(kind: int, height: int, width: int, cx: float, cy: float,
                 size: float, angle: float) -> np.ndarray:
+    """Filled mask of shape ``kind`` (1-based index into
+    :data:`IMAGENET_SHAPES_CLASSES`; COCO shapes use 1-3) about ``size``
+    pixels across, centred at (cx, cy) and rotated by ``angle`` radians."""
     mask = np.zeros((height, width), np.uint8)
-    if kind == 1:
-        cv2.circle(mask, (int(round(cx)), int(round(cy))),
-                   max(int(round(size / 2)), 1), 1, -1)
+    centre = (int(round(cx)), int(round(cy)))
+    radius = max(int(round(size / 2)), 1)
+    if kind in (1, 8, 9):  # circle, ring, crescent
+        cv2.circle(mask, centre, radius, 1, -1)
+        if kind == 8:
+            cv2.circle(mask, centre, max(int(round(size / 4)), 1), 0, -1)
+        elif kind == 9:
+            shift = 0.45 * size / 2
+            cv2.circle(mask, (int(round(cx + shift * math.cos(angle))),
+                              int(round(cy + shift * math.sin(angle)))),
+                       max(int(round(0.85 * size / 2)), 1), 0, -1)
         return mask
-    corners = 4 if kind == 2 else 3
-    angles = angle + np.arange(corners) * 2 * np.pi / corners
-    radius = size / 2 * (math.sqrt(2) if kind == 2 else 1.15)
-    points = np.stack([cx + radius * np.cos(angles),
-                       cy + radius * np.sin(angles)], 1)
+    if kind == 4:  # ellipse, axes 2:1
+        axes = (radius, max(int(round(size / 4)), 1))
+        cv2.ellipse(mask, centre, axes, math.degrees(angle), 0, 360, 1, -1)
+        return mask
+    if kind in _OUTLINES:
+        cos, sin = math.cos(angle), math.sin(angle)
+        rotation = np.array([[cos, -sin], [sin, cos]])
+        points = _OUTLINES[kind] @ rotation.T * (size / 2) + (cx, cy)
+    else:  # square, triangle
+        corners = 4 if kind == 2 else 3
+        angles = angle + np.arange(corners) * 2 * np.pi / corners
+        radius = size / 2 * (math.sqrt(2) if kind == 2 else 1.15)
+        points = np.stack([cx + radius * np.cos(angles),
+                           cy + radius * np.sin(angles)], 1)
     cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
     return mask
 
@@ -294,6 +349,109 @@ def make_coco_shapes(root: str,
                        'annotations': pan_annotations,
                        'categories': [dict(c, supercategory='shape')
                                       for c in COCO_SHAPES_CLASSES]}, f)
+    open(osp.join(root, _DONE), 'w').close()
+    return root
+
+
+def _balanced_labels(rng: np.random.Generator, count: int,
+                     num_classes: int) -> np.ndarray:
+    """``count`` labels in random order, every class ``count // num_classes``
+    or one more times."""
+    return rng.permutation(np.arange(count) % num_classes)
+
+
+def _shape_crop(rng: np.random.Generator, kind: int, height: int,
+                width: int) -> np.ndarray:
+    """One shape of ``kind`` on a :func:`_background`, random size (35-70%
+    of the shorter side), position, rotation and colour; the colour differs
+    from the background under the shape by at least 60 grey levels on
+    average (up to 20 draws), so the shape always shows."""
+    image = _background(rng, height, width,
+                        int(rng.integers(height // 3, 2 * height // 3)))
+    size = float(rng.uniform(0.35, 0.7) * min(height, width))
+    cx = float(rng.uniform(size / 2, width - size / 2))
+    cy = float(rng.uniform(size / 2, height - size / 2))
+    mask = _shape_mask(kind, height, width, cx, cy, size,
+                       float(rng.uniform(0, 2 * np.pi))) > 0
+    under = image[mask].astype(np.float32).mean(0)
+    for _ in range(20):
+        colour = rng.integers(0, 256, size=3)
+        if np.abs(colour - under).mean() >= 60:
+            break
+    shade = rng.normal(0, 8, size=image.shape)
+    filled = np.clip(colour[None, None] + shade, 0, 255).astype(np.uint8)
+    image[mask] = filled[mask]
+    return image
+
+
+def write_shapes_bpe(folder: str) -> str:
+    """Train a byte-level BPE vocabulary on the class names of the embedded
+    COCO and ImageNet shapes and :data:`BPE_PROMPTS`, and write
+    ``vocab.json`` and ``merges.txt`` into ``folder`` (the two files of
+    roberta-base that ``RobertaTokenizerFast(vocab_file, merges_file)``
+    reads). Special tokens :data:`BPE_SPECIAL_TOKENS` get ids 0..4. Every
+    name and prompt word ends up a token of its own (with and without the
+    leading space), so the tiny text encoder sees whole words.
+    """
+    from tokenizers import ByteLevelBPETokenizer
+    names = sorted({c['name'] for c in COCO_SHAPES_CLASSES} |
+                   set(IMAGENET_SHAPES_CLASSES))
+    texts = names + [p.format(n) for p in BPE_PROMPTS for n in names]
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(texts, vocab_size=1000, min_frequency=1,
+                                  special_tokens=list(BPE_SPECIAL_TOKENS),
+                                  show_progress=False)
+    os.makedirs(folder, exist_ok=True)
+    tokenizer.save_model(folder)
+    return folder
+
+
+def make_imagenet_shapes(root: str,
+                         num_train: int = 1000,
+                         num_val: int = 200,
+                         image_size: Tuple[int, int] = (128, 128),
+                         seed: int = 0) -> str:
+    """Write single-shape classification data in ImageNet's folder layout
+    (as mmpretrain's ``ImageNet`` reads it)::
+
+        root/train/s0000_circle/s0000_circle_00000.JPEG   class folders
+        root/val/val_00000000.JPEG                          flat
+        root/meta/train.txt    "s0000_circle/s0000_circle_00000.JPEG 0"
+        root/meta/val.txt      "val_00000000.JPEG 7"
+        root/meta/classes.txt  one class name per line, label order
+        root/meta/bpe/{vocab.json,merges.txt}   :func:`write_shapes_bpe`
+
+    Class folders are synset-like ids (``s<label>_<name>``) as ImageNet's
+    ``n01440764``. The classes are :data:`IMAGENET_SHAPES_CLASSES`, each
+    split balanced (counts differ by at most one) in random order; an
+    image holds one shape (:func:`_shape_crop`).
+    """
+    height, width = image_size
+    rng = np.random.default_rng(seed)
+    classes = IMAGENET_SHAPES_CLASSES
+    folders = [f's{label:04d}_{name}' for label, name in enumerate(classes)]
+    _claim_root(root, 'imagenet')
+    meta = osp.join(root, 'meta')
+    os.makedirs(meta, exist_ok=True)
+    for split, count in (('train', num_train), ('val', num_val)):
+        lines = []
+        for index, label in enumerate(
+                _balanced_labels(rng, count, len(classes))):
+            image = _shape_crop(rng, int(label) + 1, height, width)
+            if split == 'train':
+                name = f'{folders[label]}/{folders[label]}_{index:05d}.JPEG'
+            else:
+                name = f'val_{index:08d}.JPEG'
+            path = osp.join(root, split, name)
+            os.makedirs(osp.dirname(path), exist_ok=True)
+            cv2.imwrite(path, image[..., ::-1],
+                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            lines.append(f'{name} {label}')
+        with open(osp.join(meta, f'{split}.txt'), 'w') as f:
+            f.write('\n'.join(lines) + ('\n' if lines else ''))
+    with open(osp.join(meta, 'classes.txt'), 'w') as f:
+        f.write('\n'.join(classes) + '\n')
+    write_shapes_bpe(osp.join(meta, 'bpe'))
     open(osp.join(root, _DONE), 'w').close()
     return root
 

@@ -1,3 +1,4 @@
+from .formatting import PackClsInputs
 from .loading import (LoadValidatedPanopticAnnotations,
                       LoadValidatedSegAnnotations)
 from .mono3d import (FilterMono3DAnnotations, LoadMono3DAnnotations,
@@ -7,5 +8,6 @@ from .resize import ResizeShortestEdgeTrunc
 __all__ = [
     'LoadValidatedSegAnnotations', 'LoadValidatedPanopticAnnotations',
     'ResizeShortestEdgeTrunc', 'LoadMono3DAnnotations', 'Mono3DRandomFlip',
-    'Mono3DAffine', 'FilterMono3DAnnotations', 'PackMono3DInputs'
+    'Mono3DAffine', 'FilterMono3DAnnotations', 'PackMono3DInputs',
+    'PackClsInputs'
 ]

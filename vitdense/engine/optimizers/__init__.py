@@ -1,0 +1,3 @@
+from .mt_adamw import MTAdamW
+
+__all__ = ['MTAdamW']
