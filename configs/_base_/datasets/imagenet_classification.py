@@ -1,11 +1,12 @@
 # ImageNet-1k in mmpretrain's layout (data/imagenet/{train,val}/ with
 # meta/{train,val}.txt and meta/classes.txt: one class name per line, in label
-# order) as the classification task of a multi-task config. As
-# ./imagenet_shapes_classification.py, every name starts with cls_ so that it
-# can be a second _base_ next to a COCO base. mmpretrain's
-# RandomResizedCrop is not importable here (mmpretrain imports torchvision),
-# so training takes a random 224 crop after mmdet's ResizeShortestEdge to 256
-# and validation the centre crop.
+# order) as the classification task of a multi-task config: the embedded
+# set's loaders (./imagenet_shapes_classification.py, every name cls_ so that
+# it can be a second _base_ next to a COCO base) at ImageNet's root, sizes
+# and batch. mmpretrain's RandomResizedCrop is not importable here
+# (mmpretrain imports torchvision), so training takes a random 224 crop after
+# mmdet's ResizeShortestEdge to 256 and validation the centre crop.
+_base_ = './imagenet_shapes_classification.py'
 cls_data_root = 'data/imagenet/'
 cls_image_size = (224, 224)
 
@@ -26,26 +27,9 @@ cls_train_dataloader = dict(
     batch_size=32,
     num_workers=8,
     persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        type='ImageNetFolderDataset',
-        data_root=cls_data_root,
-        ann_file='meta/train.txt',
-        classes='meta/classes.txt',
-        data_prefix=dict(img_path='train'),
-        pipeline=cls_train_pipeline))
+    dataset=dict(data_root=cls_data_root, pipeline=cls_train_pipeline))
 cls_val_dataloader = dict(
     batch_size=32,
     num_workers=8,
     persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='ImageNetFolderDataset',
-        data_root=cls_data_root,
-        ann_file='meta/val.txt',
-        classes='meta/classes.txt',
-        data_prefix=dict(img_path='val'),
-        test_mode=True,
-        pipeline=cls_test_pipeline))
-cls_val_evaluator = dict(type='ClassificationAccuracy', topk=(1, 5))
+    dataset=dict(data_root=cls_data_root, pipeline=cls_test_pipeline))

@@ -262,8 +262,38 @@ class _ExtraTasksMixin:
     extra task are reported as ``<task>/<key>``.
     """
 
-    _stage = ''
+    _stage = ''  # 'val' or 'test'
     log_interval = 50  # batches between progress lines of an extra task
+
+    def __init__(self,
+                 runner,
+                 dataloader: Union[DataLoader, dict],
+                 evaluator: Union[Evaluator, dict, list],
+                 fp16: bool = False,
+                 extra_tasks: Optional[dict] = None) -> None:
+        super().__init__(runner, dataloader, evaluator, fp16)
+        self.extra_tasks = _build_extra_tasks(runner, extra_tasks,
+                                              type(self).__name__)
+
+    def run(self) -> dict:
+        """mmengine's ``ValLoop.run``/``TestLoop.run`` on the primary task,
+        then the extra tasks; ``after_{val,test}_epoch`` gets the merged
+        metrics."""
+        stage = self._stage
+        self.runner.call_hook(f'before_{stage}')
+        self.runner.call_hook(f'before_{stage}_epoch')
+        self.runner.model.eval()
+        losses = getattr(self, f'{stage}_loss')
+        losses.clear()
+        for idx, data_batch in enumerate(self.dataloader):
+            self.run_iter(idx, data_batch)
+        metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+        if losses:
+            metrics.update(_parse_losses(losses, stage))
+        metrics = self._merge_extra_metrics(metrics)
+        self.runner.call_hook(f'after_{stage}_epoch', metrics=metrics)
+        self.runner.call_hook(f'after_{stage}')
+        return metrics
 
     @torch.no_grad()
     def _evaluate_extra_task(self, task: str, dataloader: DataLoader,
@@ -316,33 +346,6 @@ class MultiTaskValLoop(_ExtraTasksMixin, ValLoop):
 
     _stage = 'val'
 
-    def __init__(self,
-                 runner,
-                 dataloader: Union[DataLoader, dict],
-                 evaluator: Union[Evaluator, dict, list],
-                 fp16: bool = False,
-                 extra_tasks: Optional[dict] = None) -> None:
-        super().__init__(runner, dataloader, evaluator, fp16)
-        self.extra_tasks = _build_extra_tasks(runner, extra_tasks,
-                                              type(self).__name__)
-
-    def run(self) -> dict:
-        """Validate every task; ``after_val_epoch`` gets the merged
-        metrics."""
-        self.runner.call_hook('before_val')
-        self.runner.call_hook('before_val_epoch')
-        self.runner.model.eval()
-        self.val_loss.clear()
-        for idx, data_batch in enumerate(self.dataloader):
-            self.run_iter(idx, data_batch)
-        metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
-        if self.val_loss:
-            metrics.update(_parse_losses(self.val_loss, 'val'))
-        metrics = self._merge_extra_metrics(metrics)
-        self.runner.call_hook('after_val_epoch', metrics=metrics)
-        self.runner.call_hook('after_val')
-        return metrics
-
 
 @LOOPS.register_module()
 class MultiTaskTestLoop(_ExtraTasksMixin, TestLoop):
@@ -352,29 +355,3 @@ class MultiTaskTestLoop(_ExtraTasksMixin, TestLoop):
     """
 
     _stage = 'test'
-
-    def __init__(self,
-                 runner,
-                 dataloader: Union[DataLoader, dict],
-                 evaluator: Union[Evaluator, dict, list],
-                 fp16: bool = False,
-                 extra_tasks: Optional[dict] = None) -> None:
-        super().__init__(runner, dataloader, evaluator, fp16)
-        self.extra_tasks = _build_extra_tasks(runner, extra_tasks,
-                                              type(self).__name__)
-
-    def run(self) -> dict:
-        """Test every task; ``after_test_epoch`` gets the merged metrics."""
-        self.runner.call_hook('before_test')
-        self.runner.call_hook('before_test_epoch')
-        self.runner.model.eval()
-        self.test_loss.clear()
-        for idx, data_batch in enumerate(self.dataloader):
-            self.run_iter(idx, data_batch)
-        metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
-        if self.test_loss:
-            metrics.update(_parse_losses(self.test_loss, 'test'))
-        metrics = self._merge_extra_metrics(metrics)
-        self.runner.call_hook('after_test_epoch', metrics=metrics)
-        self.runner.call_hook('after_test')
-        return metrics

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from mmcv.ops import point_sample
 from mmdet.models.layers.transformer.utils import MLP
 from mmdet.models.utils import get_uncertain_point_coords_with_randomness
-from mmdet.structures import SampleList
+from mmdet.structures import DetDataSample, SampleList
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmengine.optim import OptimWrapper
 from mmengine.structures import InstanceData
@@ -225,6 +225,28 @@ class UniPerceiverV2(AnyWidthDINO):
                              f"data samples' metainfo; part 1 has {TASKS}")
         return task
 
+    @staticmethod
+    def _proposal_samples(batch_data_samples: SampleList,
+                          empty_on: Optional[torch.device] = None
+                          ) -> SampleList:
+        """What the class-agnostic proposal network sees of a batch: each
+        sample's metainfo and its boxes, all labelled 0 (foreground), or,
+        with ``empty_on`` (a device), no objects at all (classification:
+        nothing to match or denoise)."""
+        samples = []
+        for sample in batch_data_samples:
+            if empty_on is None:
+                gt = sample.gt_instances
+                bboxes, labels = gt.bboxes, torch.zeros_like(gt.labels)
+            else:
+                device = empty_on
+                bboxes = torch.zeros((0, 4), device=device)
+                labels = torch.zeros(0, dtype=torch.long, device=device)
+            samples.append(DetDataSample(
+                metainfo=sample.metainfo,
+                gt_instances=InstanceData(bboxes=bboxes, labels=labels)))
+        return samples
+
     def _attributes(self, like: Tensor, name: str) -> Tensor:
         return torch.full(like.shape[:2], TOKEN_ATTRIBUTES.index(name),
                           dtype=torch.long, device=like.device)
@@ -338,16 +360,10 @@ class UniPerceiverV2(AnyWidthDINO):
         (global, and regional from the proposal network)."""
         proposals = None
         if 'regional' in self.classification_tokens:
-            # no objects to denoise: the proposal network only encodes
-            samples = []
-            for sample in batch_data_samples:
-                sample = sample.clone()
-                sample.gt_instances = InstanceData(
-                    bboxes=img_feats[0].new_zeros((0, 4)),
-                    labels=torch.zeros(0, dtype=torch.long,
-                                       device=img_feats[0].device))
-                samples.append(sample)
-            proposals = self._proposals(img_feats, samples)
+            proposals = self._proposals(
+                img_feats,
+                self._proposal_samples(batch_data_samples,
+                                       empty_on=img_feats[0].device))
         return self._image_outputs(img_feats, proposals)[:, 0]
 
     # ------------------------------------------------------------- losses
@@ -369,13 +385,7 @@ class UniPerceiverV2(AnyWidthDINO):
         return dict(loss_global_cls=self.loss_weights['global_cls'] * loss)
 
     def _detection_loss(self, img_feats, batch_data_samples):
-        # the proposal network learns foreground vs background only
-        binary_samples = []
-        for sample in batch_data_samples:
-            binary = sample.clone()
-            binary.gt_instances.labels = torch.zeros_like(
-                sample.gt_instances.labels)
-            binary_samples.append(binary)
+        binary_samples = self._proposal_samples(batch_data_samples)
         proposals = self._proposals(img_feats, binary_samples)
         head_inputs = proposals['head_inputs']
         img_metas = [s.metainfo for s in batch_data_samples]

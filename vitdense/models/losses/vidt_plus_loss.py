@@ -47,7 +47,7 @@ def gt_masks_from_samples(batch_data_samples: SampleList,
         if 'masks' not in gt:
             name = sample.metainfo.get('img_path', f'sample {i}')
             raise ValueError(
-                f'ViDT+ `{option}` needs instance masks, but the data sample '
+                f'`{option}` needs instance masks, but the data sample '
                 f'of {name} has no `gt_instances.masks`: load them with '
                 '`LoadAnnotations(with_mask=True)` and pack them (mmdet '
                 f'`PackDetInputs`), or set `{option}` off')
