@@ -163,3 +163,56 @@ def test_benchmark_detr_compares_three_models():
     assert re.search(r'allocator (tcmalloc|glibc)', out)
     assert re.search(r'"DINO \+ relation" step time is [+-][0-9.]+% vs DINO '
                      r'at [0-9]+ queries', out)
+
+
+def test_unified_space_name_stats_flag_a_collapsed_space():
+    from types import SimpleNamespace
+
+    from tools.analysis_tools.unified_space import name_stats
+    names = ('circle', 'square', 'triangle')
+    spread = SimpleNamespace(class_embeddings=lambda task: torch.eye(3, 8),
+                             _class_names={'detection': names})
+    stats = name_stats(spread, 'detection')
+    assert stats['names'] == list(names)
+    assert stats['mean_cos'] == pytest.approx(0.0, abs=1e-6)
+    assert torch.allclose(stats['cosines'], torch.eye(3))
+    one = torch.tensor([[1.0, 2.0, 0.0]])
+    collapsed = SimpleNamespace(
+        class_embeddings=lambda task: torch.cat([one, 3 * one, 0.5 * one]),
+        _class_names={'detection': names})
+    stats = name_stats(collapsed, 'detection')
+    assert stats['mean_cos'] == pytest.approx(1.0, abs=1e-6)
+    assert stats['max_cos'] == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_unified_space_cli_reports_every_task_and_draws(imagenet_shapes_root,
+                                                        tmp_path):
+    root = imagenet_shapes_root.rstrip('/') + '/'
+    out = tmp_path / 'space'
+    result = run_tool([
+        'tools/analysis_tools/unified_space.py',
+        'configs/uni_perceiver_v2/uni-perceiver-v2_swin-nano_1xb8-shapes.py',
+        '--num-batches', '1', '--out-dir', str(out), '--cfg-options',
+        f'model.task_classes.classification={root}meta/classes.txt',
+        f'model.text_encoder.tokenizer={root}meta/bpe',
+        'val_cfg.extra_tasks.classification.dataloader.dataset.data_root='
+        f'{root}', 'val_cfg.extra_tasks.classification.dataloader.batch_size=4'
+    ])
+    lines = result.stdout
+    found = re.search(r'detection: 3 class names, pairwise cosine mean '
+                      r'(-?[\d.]+), max (-?[\d.]+)', lines)
+    assert found and -1 <= float(found[1]) <= float(found[2]) <= 1, lines
+    assert 'classification: 10 class names' in lines
+    found = re.search(r'classification images \(4\): pairwise cosine mean '
+                      r'(-?[\d.]+), logit std over classes ([\d.]+), top-1 '
+                      r'([\d.]+)', lines)
+    assert found and 0 <= float(found[3]) <= 100, lines
+    for task in ('detection', 'classification'):
+        image = np.array(Image.open(out / f'{task}_names.png'))
+        assert image.ndim == 3 and min(image.shape[:2]) > 200
+    bad = run_tool(['tools/analysis_tools/unified_space.py',
+                    'configs/demo/dino_swin-nano_1xb8-shapes.py'],
+                   check=False)
+    assert bad.returncode != 0
+    assert 'builds a AnyWidthDINO, not a UniPerceiverV2' in bad.stderr
