@@ -171,7 +171,7 @@ def test_unified_space_name_stats_flag_a_collapsed_space():
     from tools.analysis_tools.unified_space import name_stats
     names = ('circle', 'square', 'triangle')
     spread = SimpleNamespace(class_embeddings=lambda task: torch.eye(3, 8),
-                             _class_names={'detection': names})
+                             class_names=lambda task: names)
     stats = name_stats(spread, 'detection')
     assert stats['names'] == list(names)
     assert stats['mean_cos'] == pytest.approx(0.0, abs=1e-6)
@@ -179,7 +179,7 @@ def test_unified_space_name_stats_flag_a_collapsed_space():
     one = torch.tensor([[1.0, 2.0, 0.0]])
     collapsed = SimpleNamespace(
         class_embeddings=lambda task: torch.cat([one, 3 * one, 0.5 * one]),
-        _class_names={'detection': names})
+        class_names=lambda task: names)
     stats = name_stats(collapsed, 'detection')
     assert stats['mean_cos'] == pytest.approx(1.0, abs=1e-6)
     assert stats['max_cos'] == pytest.approx(1.0, abs=1e-6)

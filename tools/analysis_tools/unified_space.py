@@ -49,7 +49,7 @@ def name_stats(model: UniPerceiverV2, task: str) -> Dict[str, object]:
     """The task's class names: cosine matrix and its off-diagonal mean/max."""
     cos = pairwise_cosines(model.class_embeddings(task))
     off = off_diagonal(cos)
-    return dict(names=list(model._class_names[task]), cosines=cos,
+    return dict(names=list(model.class_names(task)), cosines=cos,
                 mean_cos=off.mean().item() if len(off) else float('nan'),
                 max_cos=off.max().item() if len(off) else float('nan'))
 

@@ -47,7 +47,8 @@ from vitdense.models.layers.uni_perceiver_layers import (AttentionPoolingHeads,
                                                          RegionTokenEmbed,
                                                          RobertaTextEncoder,
                                                          UnifiedDecoder,
-                                                         unified_logits)
+                                                         unified_logits,
+                                                         unified_loss)
 from vitdense.models.losses.vidt_plus_loss import gt_masks_from_samples
 from vitdense.registry import MODELS
 
@@ -266,18 +267,22 @@ class UniPerceiverV2(AnyWidthDINO):
             padding = torch.cat([padding.new_zeros(len(x), 1), padding], 1)
         return self.unified_decoder(x, attributes, padding)
 
-    def class_embeddings(self, task: str) -> Tensor:
-        """(K, C): the <SPE> outputs of the task's class names through the
-        text encoder and g (the candidate targets y of Eq. 4)."""
+    def class_names(self, task: str) -> Tuple[str, ...]:
+        """The task's class names (``task_classes``, read at first use)."""
         if task not in self.task_classes:
             raise KeyError(f'UniPerceiverV2: no task_classes for {task!r}')
-        if not self.training and task in self._class_cache:
-            return self._class_cache[task]
         if task not in self._class_names:
             self._class_names[task] = _read_class_names(
                 self.task_classes[task], task)
-        texts = [self.text_template.format(n)
-                 for n in self._class_names[task]]
+        return self._class_names[task]
+
+    def class_embeddings(self, task: str) -> Tensor:
+        """(K, C): the <SPE> outputs of the task's class names through the
+        text encoder and g (the candidate targets y of Eq. 4)."""
+        names = self.class_names(task)
+        if not self.training and task in self._class_cache:
+            return self._class_cache[task]
+        texts = [self.text_template.format(n) for n in names]
         words, padding = self.text_encoder(texts)
         out = self._decode([('text', self.text_proj(words))], padding)[:, 0]
         if not self.training:
@@ -354,6 +359,12 @@ class UniPerceiverV2(AnyWidthDINO):
                                   proposals['mask_logits']))))
         return self._decode(tokens)
 
+    def _region_outputs(self, img_feats, proposals: dict) -> Tensor:
+        """(B, O, C): g's outputs at the regional tokens (detection and
+        instance segmentation compare them with the class names)."""
+        num_regions = proposals['q_sem'].shape[1]
+        return self._image_outputs(img_feats, proposals)[:, -num_regions:]
+
     def _image_embedding(self, img_feats,
                          batch_data_samples: SampleList) -> Tensor:
         """(B, C): the image's <SPE> output over ``classification_tokens``
@@ -378,10 +389,10 @@ class UniPerceiverV2(AnyWidthDINO):
     def _classification_loss(self, img_feats, batch_data_samples):
         labels = torch.cat([s.gt_label for s in batch_data_samples]).to(
             img_feats[0].device)
-        logits = unified_logits(
+        loss = unified_loss(
             self._image_embedding(img_feats, batch_data_samples),
-            self.class_embeddings('classification'), self.logit_scale)
-        loss = F.cross_entropy(logits, labels)
+            self.class_embeddings('classification'), labels,
+            self.logit_scale)
         return dict(loss_global_cls=self.loss_weights['global_cls'] * loss)
 
     def _detection_loss(self, img_feats, batch_data_samples):
@@ -396,21 +407,20 @@ class UniPerceiverV2(AnyWidthDINO):
             [s.gt_instances for s in binary_samples], img_metas,
             head_inputs['dn_meta'])
         matches = self._match_last_layer(proposals, binary_samples)
-        num_regions = proposals['q_sem'].shape[1]
-        region_out = self._image_outputs(img_feats,
-                                         proposals)[:, -num_regions:]
-        class_emb = self.class_embeddings('detection')
+        region_out = self._region_outputs(img_feats, proposals)
         num_pos = max(sum(len(q) for q, _ in matches), 1)
-        region_loss = region_out.sum() * 0
-        for i, (query, gt) in enumerate(matches):
-            if len(query):
-                logits = unified_logits(region_out[i, query], class_emb,
-                                        self.logit_scale)
-                target = batch_data_samples[i].gt_instances.labels[gt]
-                region_loss = region_loss + F.cross_entropy(
-                    logits, target, reduction='sum')
+        # matched regions only, summed over the batch, / number of matches
+        region_loss = unified_loss(
+            torch.cat([region_out[i, q] for i, (q, _) in enumerate(matches)]),
+            self.class_embeddings('detection'),
+            torch.cat([
+                sample.gt_instances.labels[g]
+                for sample, (_, g) in zip(batch_data_samples, matches)
+            ]),
+            self.logit_scale,
+            avg_factor=num_pos)
         losses['loss_region_cls'] = \
-            self.loss_weights['region_cls'] * region_loss / num_pos
+            self.loss_weights['region_cls'] * region_loss
         if self.with_mask_branch:
             losses.update(self._mask_loss(proposals['mask_logits'], matches,
                                           batch_data_samples, num_pos))
@@ -503,9 +513,7 @@ class UniPerceiverV2(AnyWidthDINO):
                 sample.pred_label = score.argmax(-1, keepdim=True)
             return batch_data_samples
         proposals = self._proposals(img_feats, batch_data_samples)
-        num_regions = proposals['q_sem'].shape[1]
-        region_out = self._image_outputs(img_feats,
-                                         proposals)[:, -num_regions:]
+        region_out = self._region_outputs(img_feats, proposals)
         probs = unified_logits(region_out, self.class_embeddings('detection'),
                                self.logit_scale).softmax(-1)
         # score(region, class) = P(foreground) * P(class | region)
